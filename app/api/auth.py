@@ -1,0 +1,50 @@
+"""Bearer tokens by scope: ingest, read, admin. Compared in constant time, never logged."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, Header, HTTPException, status
+
+from app.api.deps import ServicesDep
+
+Scope = Literal["ingest", "read", "admin"]
+
+
+def _matches(presented: str, expected: str | None) -> bool:
+    return expected is not None and secrets.compare_digest(presented.encode(), expected.encode())
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def require(scope: Scope) -> Any:
+    async def check(services: ServicesDep, authorization: Annotated[str | None, Header()] = None) -> None:
+        tokens = services.tokens
+        if scope == "read" and tokens.read is None:
+            return
+        presented = _bearer(authorization)
+        if presented is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        allowed = (getattr(tokens, scope), tokens.admin)
+        # Every candidate is compared, so timing does not tell which token nearly matched.
+        if not any([_matches(presented, expected) for expected in allowed]):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"token does not grant the {scope} scope")
+
+    return Depends(check)
+
+
+RequireIngest = require("ingest")
+RequireRead = require("read")
+RequireAdmin = require("admin")

@@ -1,0 +1,113 @@
+"""POST /v1/events: validate, commit through the group-commit writer, then answer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from app.api.auth import RequireIngest
+from app.api.deps import RequireReady, ServicesDep
+from app.api.schemas import (
+    EventIn,
+    IngestResult,
+    ValidationFailed,
+    ValidationIssue,
+    event_batch,
+    future_issues,
+    single_event,
+)
+from app.db.writer import Backpressure, StoreUnavailable
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+RETRY_AFTER_SECONDS = "1"
+
+
+def _issues(error: ValidationError, batch: bool) -> list[ValidationIssue]:
+    issues = []
+    for item in error.errors(include_url=False):
+        location = list(item["loc"])
+        index = location.pop(0) if batch and location and isinstance(location[0], int) else None
+        assert index is None or isinstance(index, int)
+        field = ".".join(str(part) for part in location) or None
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if field is None and ": " in message:
+            field, _, message = message.partition(": ")
+        issues.append(ValidationIssue(index=index, field=field, message=message))
+    return issues
+
+
+def _rejected(issues: list[ValidationIssue]) -> Response:
+    return JSONResponse(ValidationFailed(detail=issues).model_dump(), status_code=422)
+
+
+def _unavailable(message: str) -> Response:
+    return JSONResponse({"detail": message}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+_EVENT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/EventIn"},
+                        {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/EventIn"},
+                            "minItems": 1,
+                            "maxItems": 1000,
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/events",
+    dependencies=[RequireIngest, RequireReady],
+    response_model=IngestResult,
+    responses={401: {}, 403: {}, 413: {}, 422: {"model": ValidationFailed}, 503: {}},
+    openapi_extra=_EVENT_BODY,
+)
+async def post_events(request: Request, services: ServicesDep) -> Response:
+    """Store one event or a batch of up to 1000, all or nothing; answers once they are committed."""
+    body = await request.body()
+    batch = body.lstrip()[:1] == b"["
+    try:
+        events: list[EventIn] = (
+            event_batch.validate_json(body) if batch else [single_event.validate_json(body)]
+        )
+    except ValidationError as error:
+        return _rejected(_issues(error, batch))
+    if len(events) > services.settings.max_batch:
+        return _rejected(
+            [
+                ValidationIssue(
+                    index=None,
+                    field=None,
+                    message=f"a batch holds at most {services.settings.max_batch} events",
+                )
+            ]
+        )
+    late = future_issues(events, datetime.now(UTC), services.settings.max_future_seconds)
+    if late:
+        return _rejected(late)
+    try:
+        accepted, duplicates = await services.writer.submit([event.to_core() for event in events])
+    except Backpressure:
+        return _unavailable("ingest queue is full; retry shortly")
+    except StoreUnavailable as error:
+        return _unavailable(f"events not stored: {error}")
+    return Response(
+        IngestResult(accepted=accepted, duplicates=duplicates).model_dump_json(),
+        media_type="application/json",
+    )

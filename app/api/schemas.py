@@ -1,0 +1,129 @@
+"""Request and response shapes. Validation here is the only gate before the database."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from app.core.events import EVENT_TYPES, Event, Step
+
+EventType = Literal[
+    "call.offered",
+    "call.answered",
+    "call.abandoned",
+    "call.ended",
+    "call.transferred",
+    "ticket.issued",
+    "ticket.called",
+    "ticket.cancelled",
+    "ticket.completed",
+    "ticket.no_show",
+]
+SLUG_PATTERN = r"^[a-z0-9_-]{1,64}$"
+# A day is the longest wait a source can sensibly report; larger values are unit mix-ups.
+MAX_WAIT_SECONDS = 86_400.0
+
+
+def _storable(value: str) -> str:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError("must be valid Unicode text") from error
+    return value
+
+
+Text128 = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_storable)]
+Text64 = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable)]
+Text32 = Annotated[str, Field(min_length=1, max_length=32), AfterValidator(_storable)]
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
+
+
+class EventIn(BaseModel):
+    """One event from a telephony system, a kiosk or a desk terminal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: Text128
+    type: EventType
+    contact_id: Text128
+    queue: Slug
+    occurred_at: AwareDatetime
+    agent: Text128 | None = None
+    desk: Text64 | None = None
+    ticket_number: Text32 | None = None
+    wait_seconds: float | None = Field(default=None, ge=0, le=MAX_WAIT_SECONDS)
+    resolved: bool | None = None
+    to_queue: Slug | None = None
+    source: Text64 | None = None
+
+    @model_validator(mode="after")
+    def _fields_fit_type(self) -> EventIn:
+        step = EVENT_TYPES[self.type][1]
+        if self.type == "ticket.called" and self.desk is None:
+            raise ValueError("desk: required on ticket.called")
+        if self.wait_seconds is not None and step not in (Step.START, Step.LEAVE):
+            raise ValueError("wait_seconds: only allowed on start and leave events")
+        if self.wait_seconds is not None and not math.isfinite(self.wait_seconds):
+            raise ValueError("wait_seconds: must be a finite number")
+        if self.resolved is not None and step is not Step.FINISH:
+            raise ValueError("resolved: only allowed on finish events")
+        if self.to_queue is not None and self.type != "call.transferred":
+            raise ValueError("to_queue: only allowed on call.transferred")
+        if self.ticket_number is not None and not self.type.startswith("ticket."):
+            raise ValueError("ticket_number: only allowed on ticket events")
+        if self.desk is not None and not self.type.startswith("ticket."):
+            raise ValueError("desk: only allowed on ticket events")
+        return self
+
+    def to_core(self) -> Event:
+        return Event(
+            event_id=self.event_id,
+            type=self.type,
+            contact_id=self.contact_id,
+            queue=self.queue,
+            at=self.occurred_at.timestamp(),
+            agent=self.agent,
+            desk=self.desk,
+            ticket_number=self.ticket_number,
+            wait_seconds=self.wait_seconds,
+            resolved=self.resolved,
+            to_queue=self.to_queue,
+            source=self.source,
+        )
+
+
+single_event = TypeAdapter(EventIn)
+event_batch = TypeAdapter(Annotated[list[EventIn], Field(min_length=1)])
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class ValidationIssue(BaseModel):
+    index: int | None
+    field: str | None
+    message: str
+
+
+class ValidationFailed(BaseModel):
+    detail: list[ValidationIssue]
+
+
+def future_issues(events: list[EventIn], now: datetime, max_future_seconds: float) -> list[ValidationIssue]:
+    return [
+        ValidationIssue(
+            index=index,
+            field="occurred_at",
+            message=f"is more than {max_future_seconds:g} seconds in the future",
+        )
+        for index, event in enumerate(events)
+        if (event.occurred_at - now).total_seconds() > max_future_seconds
+    ]

@@ -1,0 +1,168 @@
+"""Additive tallies of outcomes and the KPI formulas computed from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Formula = Literal["offered", "answered", "abandons_excluded"]
+FORMULAS: tuple[Formula, ...] = ("offered", "answered", "abandons_excluded")
+Status = Literal["ok", "warning", "breach", "no_data"]
+
+# Waits are kept in whole-second histogram bins, so reported percentiles err by less than one second.
+WAIT_BIN_SECONDS = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    threshold_seconds: float
+    goal_pct: float
+    formula: Formula = "offered"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "threshold_seconds": self.threshold_seconds,
+            "goal_pct": self.goal_pct,
+            "formula": self.formula,
+        }
+
+
+@dataclass(slots=True)
+class Tally:
+    """Counts and sums over a set of outcomes. Tallies add and subtract, so windows can slide."""
+
+    arrived: int = 0
+    started: int = 0
+    started_within: int = 0
+    wait_sum: float = 0.0
+    left: int = 0
+    left_after_short: int = 0
+    finished: int = 0
+    served: int = 0
+    resolved_first_contact: int = 0
+    transferred: int = 0
+    handled: int = 0
+    handle_sum: float = 0.0
+    wait_bins: dict[int, int] = field(default_factory=dict)
+
+    def add(self, other: Tally, sign: int = 1) -> None:
+        self.arrived += sign * other.arrived
+        self.started += sign * other.started
+        self.started_within += sign * other.started_within
+        self.wait_sum += sign * other.wait_sum
+        self.left += sign * other.left
+        self.left_after_short += sign * other.left_after_short
+        self.finished += sign * other.finished
+        self.served += sign * other.served
+        self.resolved_first_contact += sign * other.resolved_first_contact
+        self.transferred += sign * other.transferred
+        self.handled += sign * other.handled
+        self.handle_sum += sign * other.handle_sum
+        bins = self.wait_bins
+        for key, count in other.wait_bins.items():
+            merged = bins.get(key, 0) + sign * count
+            if merged:
+                bins[key] = merged
+            else:
+                del bins[key]
+
+    def is_empty(self) -> bool:
+        return not (self.arrived or self.started or self.left or self.finished or self.handled)
+
+    def add_start(self, wait: float, within: bool) -> None:
+        self.started += 1
+        self.started_within += within
+        self.wait_sum += wait
+        key = int(wait // WAIT_BIN_SECONDS)
+        self.wait_bins[key] = self.wait_bins.get(key, 0) + 1
+
+
+def wait_percentile(bins: dict[int, int], total: int, fraction: float) -> float | None:
+    """Nearest-rank percentile from whole-second bins; reports the bin's lower edge (error < 1 s)."""
+    if total <= 0:
+        return None
+    rank = max(1, -(-int(total * fraction * 1_000_000) // 1_000_000))
+    seen = 0
+    for key in sorted(bins):
+        seen += bins[key]
+        if seen >= rank:
+            return float(key * WAIT_BIN_SECONDS)
+    return float(max(bins) * WAIT_BIN_SECONDS)
+
+
+def service_level(tally: Tally, waiting_past_threshold: int, formula: Formula) -> float | None:
+    """Share of contacts started within the threshold, as a percentage, by the chosen denominator.
+
+    offered:           within / (started + left after the short-abandon limit + still waiting past threshold)
+    answered:          within / started
+    abandons_excluded: within / (started + still waiting past threshold)
+    """
+    if formula == "offered":
+        denominator = tally.started + tally.left_after_short + waiting_past_threshold
+    elif formula == "answered":
+        denominator = tally.started
+    else:
+        denominator = tally.started + waiting_past_threshold
+    if denominator == 0:
+        return None
+    return 100.0 * tally.started_within / denominator
+
+
+def status(value: float | None, goal: float, warning_margin: float) -> Status:
+    if value is None:
+        return "no_data"
+    if value >= goal:
+        return "ok"
+    if goal - value < warning_margin:
+        return "warning"
+    return "breach"
+
+
+def _ratio_pct(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(100.0 * part / whole, 2)
+
+
+def _mean(total: float, count: int) -> float | None:
+    return None if count == 0 else round(total / count, 2)
+
+
+def kpi(
+    tally: Tally,
+    target: Target,
+    *,
+    waiting_now: int,
+    waiting_past_threshold: int,
+    longest_wait_now: float | None,
+    window_hours: float,
+    fcr_goal_pct: float,
+    warning_margin_pct: float,
+) -> dict[str, Any]:
+    """The KPI object the API and the screens show, with `null` wherever there is nothing to divide."""
+    level = service_level(tally, waiting_past_threshold, target.formula)
+    fcr = _ratio_pct(tally.resolved_first_contact, tally.served)
+    p50 = wait_percentile(tally.wait_bins, tally.started, 0.5)
+    p90 = wait_percentile(tally.wait_bins, tally.started, 0.9)
+    return {
+        "arrived": tally.arrived,
+        "started": tally.started,
+        "left": tally.left,
+        "finished": tally.finished,
+        "started_within_target": tally.started_within,
+        "left_after_short_abandon": tally.left_after_short,
+        "waiting_past_target": waiting_past_threshold,
+        "service_level_pct": None if level is None else round(level, 2),
+        "target": target.as_dict(),
+        "status": status(level, target.goal_pct, warning_margin_pct),
+        "avg_wait_seconds": _mean(tally.wait_sum, tally.started),
+        "wait_p50_seconds": p50,
+        "wait_p90_seconds": p90,
+        "abandon_rate_pct": _ratio_pct(tally.left, tally.started + tally.left),
+        "avg_handle_seconds": _mean(tally.handle_sum, tally.handled),
+        "first_contact_resolution_pct": fcr,
+        "first_contact_resolution_goal_pct": fcr_goal_pct,
+        "first_contact_resolution_status": status(fcr, fcr_goal_pct, warning_margin_pct),
+        "transferred": tally.transferred,
+        "arrivals_per_hour": None if window_hours <= 0 else round(tally.arrived / window_hours, 2),
+        "waiting_now": waiting_now,
+        "longest_wait_now_seconds": None if longest_wait_now is None else round(longest_wait_now, 1),
+    }

@@ -1,0 +1,489 @@
+"""The live rolling window: absorbs events one by one and answers snapshots without scanning events.
+
+Memory grows with queues and time buckets (one tally per second for the last hour, one per
+15-minute interval for two days), plus the contacts still open. Every outcome is counted once, at
+the time it happened, in the queue named by the event that carries it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from app.core.clock import INTERVAL_SECONDS, day_bounds, interval_start, local_date
+from app.core.events import TRANSFER_TYPES, UNSERVED_FINISH_TYPES, Channel, Event, Step
+from app.core.kpis import Tally, Target, kpi
+
+WindowName = Literal["15m", "1h", "today"]
+ROLLING_SECONDS: dict[str, int] = {"15m": 900, "1h": 3600}
+WINDOWS: tuple[WindowName, ...] = ("15m", "1h", "today")
+# Per-second buckets are kept a little longer than the longest rolling window, which slides out of them.
+SECOND_BUCKETS_KEPT = 3600 + 120
+# Interval tallies are kept for today and yesterday (the longest day is 25 hours).
+INTERVALS_KEPT_SECONDS = 2 * 25 * 3600
+RECENT_CALLS_KEPT = 50
+
+DATA_QUALITY_KEYS = (
+    "duplicates",
+    "out_of_order",
+    "orphans",
+    "late",
+    "expired",
+    "unfinished",
+    "negative_waits",
+    "before_today",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowConfig:
+    time_zone: str = "Europe/Copenhagen"
+    short_abandon_seconds: float = 5.0
+    max_wait_seconds: float = 4 * 3600.0
+    late_after_seconds: float = 60.0
+    warning_margin_pct: float = 5.0
+    fcr_goal_pct: float = 80.0
+    # A closed contact is remembered this long so a repeated step is recognised, not counted anew.
+    closed_retention_seconds: float = 3600.0
+
+
+TargetLookup = Callable[[Channel, str | None], Target]
+
+
+@dataclass(slots=True)
+class _Contact:
+    channel: Channel
+    first_seen: float
+    arrive_queue: str | None = None
+    arrived_at: float | None = None
+    start: Event | None = None
+    leave: Event | None = None
+    finish: Event | None = None
+    start_counted: bool = False
+    leave_counted: bool = False
+    handle_counted: bool = False
+    waiting_since: float | None = None
+    closed: bool = False
+    ticket_number: str | None = None
+
+
+@dataclass(slots=True)
+class _Rolling:
+    width: int
+    head: int = -(10**12)
+    total: Tally = field(default_factory=Tally)
+
+
+@dataclass(slots=True)
+class _Series:
+    """Everything kept for one channel and queue."""
+
+    seconds: dict[int, Tally] = field(default_factory=dict)
+    intervals: dict[int, Tally] = field(default_factory=dict)
+    rolling: dict[str, _Rolling] = field(
+        default_factory=lambda: {name: _Rolling(width) for name, width in ROLLING_SECONDS.items()}
+    )
+    waiting: list[float] = field(default_factory=list)
+
+    def bucket(self, at: float) -> tuple[int, Tally, Tally]:
+        second = int(at // 1)
+        tally = self.seconds.get(second)
+        if tally is None:
+            tally = self.seconds[second] = Tally()
+        start = interval_start(at)
+        interval = self.intervals.get(start)
+        if interval is None:
+            interval = self.intervals[start] = Tally()
+        return second, tally, interval
+
+    def count(self, at: float, change: Tally) -> None:
+        second, tally, interval = self.bucket(at)
+        tally.add(change)
+        interval.add(change)
+        for rolling in self.rolling.values():
+            if rolling.head - rolling.width < second <= rolling.head:
+                rolling.total.add(change)
+
+    def advance(self, now_second: int) -> None:
+        for rolling in self.rolling.values():
+            if now_second <= rolling.head:
+                continue
+            if now_second - rolling.head >= rolling.width:
+                rolling.total = Tally()
+                low = now_second - rolling.width
+                for second, tally in self.seconds.items():
+                    if low < second <= now_second:
+                        rolling.total.add(tally)
+            else:
+                for second in range(rolling.head + 1, now_second + 1):
+                    entering = self.seconds.get(second)
+                    if entering is not None:
+                        rolling.total.add(entering)
+                for second in range(rolling.head - rolling.width + 1, now_second - rolling.width + 1):
+                    leaving = self.seconds.get(second)
+                    if leaving is not None:
+                        rolling.total.add(leaving, -1)
+            rolling.head = now_second
+
+    def prune(self, now: float) -> None:
+        oldest_second = int(now) - SECOND_BUCKETS_KEPT
+        for second in [s for s in self.seconds if s <= oldest_second]:
+            del self.seconds[second]
+        oldest_interval = now - INTERVALS_KEPT_SECONDS
+        for start in [s for s in self.intervals if s < oldest_interval]:
+            del self.intervals[start]
+
+    def add_waiting(self, since: float) -> None:
+        bisect.insort(self.waiting, since)
+
+    def remove_waiting(self, since: float) -> None:
+        index = bisect.bisect_left(self.waiting, since)
+        if index < len(self.waiting) and self.waiting[index] == since:
+            del self.waiting[index]
+
+
+def _one(**counts: Any) -> Tally:
+    return Tally(**counts)
+
+
+class Window:
+    """The in-memory KPI state. Pure: the caller passes `now` (Unix seconds) to every call."""
+
+    def __init__(self, config: WindowConfig, targets: TargetLookup) -> None:
+        self.config = config
+        self.targets = targets
+        self.tz = ZoneInfo(config.time_zone)
+        self.series: dict[tuple[Channel, str], _Series] = {}
+        self.contacts: dict[tuple[Channel, str], _Contact] = {}
+        self.data_quality: dict[str, int] = dict.fromkeys(DATA_QUALITY_KEYS, 0)
+        self.recent_calls: deque[dict[str, Any]] = deque(maxlen=RECENT_CALLS_KEPT)
+        self.version = 0
+        self._closed_order: deque[tuple[float, tuple[Channel, str]]] = deque()
+        self._open_order: deque[tuple[float, tuple[Channel, str]]] = deque()
+        self._pruned_minute = 0
+        self._next_housekeep = 0.0
+        self._today: tuple[float, float] = (0.0, 0.0)
+
+    # ---- ingest -------------------------------------------------------------------------------
+
+    def apply(self, event: Event, now: float) -> None:
+        if now >= self._next_housekeep:
+            self.housekeep(now)
+        channel, step = event.channel, event.step
+        key = (channel, event.contact_id)
+        contact = self.contacts.get(key)
+        if contact is None:
+            contact = self.contacts[key] = _Contact(channel=channel, first_seen=now)
+            self._open_order.append((now + self.config.max_wait_seconds, key))
+        if event.at < now - self.config.late_after_seconds:
+            self.data_quality["late"] += 1
+        if event.at < self.today_bounds(now)[0]:
+            self.data_quality["before_today"] += 1
+        self.version += 1
+
+        if step is Step.ARRIVE:
+            self._arrive(contact, event, now)
+        elif step is Step.START:
+            self._start(contact, event, now)
+        elif step is Step.LEAVE:
+            self._leave(contact, event)
+        else:
+            self._finish(contact, event)
+        self._settle(contact)
+        if self._is_complete(contact) and not contact.closed:
+            contact.closed = True
+            self._closed_order.append((now + self.config.closed_retention_seconds, key))
+
+    def apply_many(self, events: Iterable[Event], now: float) -> None:
+        for event in events:
+            self.apply(event, now)
+
+    def note_duplicates(self, count: int) -> None:
+        """Deliveries the store recognised as already seen."""
+        if count:
+            self.data_quality["duplicates"] += count
+            self.version += 1
+
+    def _series(self, channel: Channel, queue: str) -> _Series:
+        series = self.series.get((channel, queue))
+        if series is None:
+            series = self.series[(channel, queue)] = _Series()
+        return series
+
+    def _duplicate(self) -> None:
+        self.data_quality["duplicates"] += 1
+
+    def _arrive(self, contact: _Contact, event: Event, now: float) -> None:
+        if contact.arrived_at is not None:
+            self._duplicate()
+            return
+        if contact.start or contact.leave or contact.finish:
+            self.data_quality["out_of_order"] += 1
+        contact.arrived_at = event.at
+        contact.arrive_queue = event.queue
+        contact.ticket_number = event.ticket_number or contact.ticket_number
+        series = self._series(contact.channel, event.queue)
+        series.count(event.at, _one(arrived=1))
+        if contact.start or contact.leave or contact.finish:
+            return
+        if now - event.at > self.config.max_wait_seconds:
+            self.data_quality["expired"] += 1
+            return
+        contact.waiting_since = event.at
+        series.add_waiting(event.at)
+
+    def _stop_waiting(self, contact: _Contact) -> None:
+        if contact.waiting_since is not None and contact.arrive_queue is not None:
+            self._series(contact.channel, contact.arrive_queue).remove_waiting(contact.waiting_since)
+            contact.waiting_since = None
+
+    def _start(self, contact: _Contact, event: Event, now: float) -> None:
+        if contact.start is not None:
+            self._duplicate()
+            return
+        contact.start = event
+        self._stop_waiting(contact)
+        if event.type == "ticket.called":
+            self.recent_calls.appendleft(
+                {
+                    "ticket_number": event.ticket_number or contact.ticket_number,
+                    "desk": event.desk,
+                    "queue": event.queue,
+                    "called_at": event.at,
+                }
+            )
+
+    def _leave(self, contact: _Contact, event: Event) -> None:
+        if contact.leave is not None:
+            self._duplicate()
+            return
+        contact.leave = event
+        self._stop_waiting(contact)
+
+    def _finish(self, contact: _Contact, event: Event) -> None:
+        if contact.finish is not None:
+            self._duplicate()
+            return
+        contact.finish = event
+        self._stop_waiting(contact)
+        served = event.type not in UNSERVED_FINISH_TYPES
+        transferred = event.type in TRANSFER_TYPES
+        self._series(contact.channel, event.queue).count(
+            event.at,
+            _one(
+                finished=1,
+                served=int(served),
+                transferred=int(transferred),
+                resolved_first_contact=int(served and not transferred and event.resolved is True),
+            ),
+        )
+
+    def _wait(self, contact: _Contact, event: Event) -> float | None:
+        if event.wait_seconds is not None:
+            return event.wait_seconds
+        if contact.arrived_at is None:
+            return None
+        wait = event.at - contact.arrived_at
+        if wait < 0:
+            self.data_quality["negative_waits"] += 1
+            return 0.0
+        return wait
+
+    def _settle(self, contact: _Contact) -> None:
+        """Count every outcome whose facts are now all known; each exactly once, whatever the order."""
+        start, leave, finish = contact.start, contact.leave, contact.finish
+        if start is not None and not contact.start_counted:
+            wait = self._wait(contact, start)
+            if wait is not None:
+                contact.start_counted = True
+                threshold = self.targets(contact.channel, start.queue).threshold_seconds
+                change = Tally()
+                change.add_start(wait, wait <= threshold)
+                self._series(contact.channel, start.queue).count(start.at, change)
+        if leave is not None and not contact.leave_counted:
+            wait = self._wait(contact, leave)
+            if wait is not None:
+                contact.leave_counted = True
+                after_short = int(wait > self.config.short_abandon_seconds)
+                self._series(contact.channel, leave.queue).count(
+                    leave.at, _one(left=1, left_after_short=after_short)
+                )
+        if (
+            start is not None
+            and finish is not None
+            and not contact.handle_counted
+            and finish.type not in UNSERVED_FINISH_TYPES
+        ):
+            contact.handle_counted = True
+            self._series(contact.channel, finish.queue).count(
+                finish.at, _one(handled=1, handle_sum=max(0.0, finish.at - start.at))
+            )
+
+    @staticmethod
+    def _is_complete(contact: _Contact) -> bool:
+        if contact.arrived_at is None:
+            return False
+        if contact.leave is not None:
+            return True
+        return contact.start is not None and contact.finish is not None
+
+    # ---- time passing -------------------------------------------------------------------------
+
+    def today_bounds(self, now: float) -> tuple[float, float]:
+        start, end = self._today
+        if not start <= now < end:
+            start, end = self._today = day_bounds(local_date(now, self.tz), self.tz)
+        return start, end
+
+    def housekeep(self, now: float) -> None:
+        """Slide the windows, expire long waits, forget old contacts and buckets."""
+        self._next_housekeep = now + 1.0
+        now_second = int(now // 1)
+        for series in self.series.values():
+            series.advance(now_second)
+        cutoff = now - self.config.max_wait_seconds
+        for (channel, queue), series in self.series.items():
+            expired = bisect.bisect_left(series.waiting, cutoff)
+            if expired:
+                del series.waiting[:expired]
+                self.data_quality["expired"] += expired
+                self.version += 1
+                for contact in self.contacts.values():
+                    if (
+                        contact.channel is channel
+                        and contact.arrive_queue == queue
+                        and contact.waiting_since is not None
+                        and contact.waiting_since < cutoff
+                    ):
+                        contact.waiting_since = None
+        while self._closed_order and self._closed_order[0][0] <= now:
+            _, key = self._closed_order.popleft()
+            closed = self.contacts.get(key)
+            if closed is not None and closed.closed:
+                del self.contacts[key]
+        while self._open_order and self._open_order[0][0] <= now:
+            _, key = self._open_order.popleft()
+            stale = self.contacts.get(key)
+            if stale is None or stale.closed:
+                continue
+            self._forget_open(stale)
+            del self.contacts[key]
+        minute = int(now // 60)
+        if minute != self._pruned_minute:
+            self._pruned_minute = minute
+            for series in self.series.values():
+                series.prune(now)
+
+    def _forget_open(self, contact: _Contact) -> None:
+        if contact.waiting_since is not None:
+            self._stop_waiting(contact)
+            self.data_quality["expired"] += 1
+        elif contact.arrived_at is None:
+            self.data_quality["orphans"] += 1
+        else:
+            self.data_quality["unfinished"] += 1
+        self.version += 1
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def _window_tally(self, series: _Series, window: WindowName, now: float) -> Tally:
+        if window != "today":
+            return series.rolling[window].total
+        start, end = self.today_bounds(now)
+        total = Tally()
+        for interval in range(int(start), int(end), INTERVAL_SECONDS):
+            tally = series.intervals.get(interval)
+            if tally is not None:
+                total.add(tally)
+        return total
+
+    def _window_hours(self, window: WindowName, now: float) -> float:
+        if window != "today":
+            return ROLLING_SECONDS[window] / 3600
+        return max(0.0, now - self.today_bounds(now)[0]) / 3600
+
+    def snapshot(
+        self,
+        window: WindowName,
+        now: float,
+        channel: Channel | None = None,
+        queue: str | None = None,
+    ) -> dict[str, Any]:
+        """KPIs per channel, per queue and per channel total, as plain JSON-ready data."""
+        self.housekeep(now)
+        hours = self._window_hours(window, now)
+        config = self.config
+        channels: dict[str, Any] = {}
+        for ch in Channel:
+            if channel is not None and ch is not channel:
+                continue
+            total = Tally()
+            total_waiting: list[float] = []
+            total_past = 0
+            queues: dict[str, Any] = {}
+            channel_target = self.targets(ch, None)
+            for (series_channel, name), series in sorted(self.series.items()):
+                if series_channel is not ch:
+                    continue
+                tally = self._window_tally(series, window, now)
+                target = self.targets(ch, name)
+                past = bisect.bisect_left(series.waiting, now - target.threshold_seconds)
+                total.add(tally)
+                total_past += bisect.bisect_left(series.waiting, now - channel_target.threshold_seconds)
+                if series.waiting:
+                    total_waiting.append(series.waiting[0])
+                if queue is not None and name != queue:
+                    continue
+                queues[name] = kpi(
+                    tally,
+                    target,
+                    waiting_now=len(series.waiting),
+                    waiting_past_threshold=past,
+                    longest_wait_now=max(0.0, now - series.waiting[0]) if series.waiting else None,
+                    window_hours=hours,
+                    fcr_goal_pct=config.fcr_goal_pct,
+                    warning_margin_pct=config.warning_margin_pct,
+                )
+            waiting_total = sum(len(s.waiting) for (c, _), s in self.series.items() if c is ch)
+            channels[ch.value] = {
+                "total": kpi(
+                    total,
+                    channel_target,
+                    waiting_now=waiting_total,
+                    waiting_past_threshold=total_past,
+                    longest_wait_now=max(0.0, now - min(total_waiting)) if total_waiting else None,
+                    window_hours=hours,
+                    fcr_goal_pct=config.fcr_goal_pct,
+                    warning_margin_pct=config.warning_margin_pct,
+                ),
+                "queues": queues,
+            }
+        return {
+            "window": window,
+            "as_of": now,
+            "time_zone": config.time_zone,
+            "channels": channels,
+            "data_quality": dict(self.data_quality),
+        }
+
+    def intervals(self, channel: Channel, queue: str | None, day: date) -> list[tuple[int, Tally]]:
+        """Tallies per 15-minute interval of a local day, for one queue or the channel total."""
+        result = []
+        day_start, day_end = day_bounds(day, self.tz)
+        for start in range(int(day_start), int(day_end), INTERVAL_SECONDS):
+            total = Tally()
+            for (series_channel, name), series in self.series.items():
+                if series_channel is channel and (queue is None or name == queue):
+                    tally = series.intervals.get(start)
+                    if tally is not None:
+                        total.add(tally)
+            result.append((start, total))
+        return result
+
+    def queues(self) -> list[tuple[Channel, str]]:
+        return sorted(self.series)

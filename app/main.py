@@ -1,0 +1,122 @@
+"""create_app() and the lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.api import events, health, kpis
+from app.api.deps import Services, Tokens
+from app.core.events import Channel
+from app.core.kpis import Target
+from app.core.targets import TargetBook
+from app.core.window import Window, WindowConfig
+from app.db.embedded import database_url
+from app.db.replay import replay
+from app.db.writer import GroupCommitWriter
+from app.settings import Settings
+
+log = logging.getLogger("queuepulse")
+
+REPLAY_RETRY_SECONDS = 2.0
+
+
+def target_book(settings: Settings) -> TargetBook:
+    defaults = {
+        Channel.PHONE: Target(settings.phone_threshold_seconds, settings.phone_goal_pct, settings.formula),
+        Channel.VISIT: Target(settings.visit_threshold_seconds, settings.visit_goal_pct, settings.formula),
+    }
+    overrides = {}
+    for name, target in settings.queue_targets.items():
+        channel, _, queue = name.partition("/")
+        overrides[(Channel(channel), queue)] = Target(
+            target.threshold_seconds, target.goal_pct, target.formula
+        )
+    return TargetBook(defaults, overrides)
+
+
+def window_config(settings: Settings) -> WindowConfig:
+    return WindowConfig(
+        time_zone=settings.time_zone,
+        short_abandon_seconds=settings.short_abandon_seconds,
+        max_wait_seconds=settings.max_wait_seconds,
+        late_after_seconds=settings.late_after_seconds,
+        warning_margin_pct=settings.warning_margin_pct,
+        fcr_goal_pct=settings.first_contact_resolution_goal_pct,
+    )
+
+
+async def _replay_then_open(services: Services) -> None:
+    """Rebuild the window from the database, then start accepting events; retries while it is down."""
+    while True:
+        started = time.perf_counter()
+        try:
+            services.replayed_events = await replay(services.engine, services.window, services.clock())
+        except Exception as error:
+            log.warning("replay failed, retrying: %s: %s", type(error).__name__, error)
+            await asyncio.sleep(REPLAY_RETRY_SECONDS)
+            continue
+        services.replay_seconds = time.perf_counter() - started
+        break
+    services.writer.start()
+    services.ready = True
+    log.info("ready: replayed %d events in %.2f s", services.replayed_events, services.replay_seconds)
+
+
+def create_app(settings: Settings | None = None, clock: Callable[[], float] = time.time) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_async_engine(
+            database_url(settings), pool_size=settings.database_pool_size, pool_pre_ping=True
+        )
+        targets = target_book(settings)
+        window = Window(window_config(settings), targets)
+        writer = GroupCommitWriter(
+            engine,
+            on_commit=window.apply_many,
+            on_duplicates=window.note_duplicates,
+            max_batch=settings.writer_max_batch,
+            queue_limit=settings.writer_queue_limit,
+            clock=clock,
+        )
+        services = Services(
+            settings=settings,
+            engine=engine,
+            window=window,
+            targets=targets,
+            writer=writer,
+            tokens=Tokens(
+                ingest=settings.resolved_ingest_token(), read=settings.read_token, admin=settings.admin_token
+            ),
+            clock=clock,
+        )
+        app.state.services = services
+        opening = asyncio.create_task(_replay_then_open(services), name="replay")
+        try:
+            yield
+        finally:
+            opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await opening
+            if services.ready:
+                await writer.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="queuepulse",
+        summary="Live service levels for citizen-service phone queues and ticket lobbies.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(events.router)
+    app.include_router(kpis.router)
+    app.include_router(health.router)
+    return app

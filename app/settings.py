@@ -1,0 +1,69 @@
+"""Every setting in one typed place: environment variables prefixed QUEUEPULSE_ and an optional .env."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Formula = Literal["offered", "answered", "abandons_excluded"]
+
+
+class QueueTarget(BaseModel):
+    threshold_seconds: float = Field(gt=0)
+    goal_pct: float = Field(ge=0, le=100)
+    formula: Formula = "offered"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QUEUEPULSE_", env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    data_dir: Path = Path("./var")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ingest_token: str | None = None
+    read_token: str | None = None
+    admin_token: str | None = None
+    time_zone: str = "Europe/Copenhagen"
+
+    phone_threshold_seconds: float = 60.0
+    phone_goal_pct: float = 90.0
+    visit_threshold_seconds: float = 300.0
+    visit_goal_pct: float = 70.0
+    formula: Formula = "offered"
+    # Per-queue overrides keyed "channel/queue", e.g.
+    # QUEUEPULSE_QUEUE_TARGETS='{"phone/borgerservice": {"threshold_seconds": 30, "goal_pct": 95}}'
+    queue_targets: dict[str, QueueTarget] = Field(default_factory=dict)
+    first_contact_resolution_goal_pct: float = 80.0
+    warning_margin_pct: float = 5.0
+    # Callers who hang up within a few seconds usually dialled wrong; the "offered" formula leaves them out.
+    short_abandon_seconds: float = 5.0
+    # A contact whose hang-up was lost must not stay "waiting now" forever.
+    max_wait_seconds: float = 4 * 3600.0
+    # Events this much older than their arrival are counted as late (they still count where they belong).
+    late_after_seconds: float = 60.0
+    max_future_seconds: float = 300.0
+    max_batch: int = 1000
+    max_body_bytes: int = 1_048_576
+    max_queues: int = 200
+
+    writer_max_batch: int = 2000
+    writer_queue_limit: int = 50_000
+    database_pool_size: int = 5
+
+    def resolved_ingest_token(self) -> str:
+        """The configured ingest token, or one generated once and kept in the data directory."""
+        if self.ingest_token:
+            return self.ingest_token
+        path = self.data_dir / "ingest_token"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(24)
+        path.write_text(token + "\n")
+        path.chmod(0o600)
+        return token
