@@ -1,0 +1,104 @@
+"""GET /v1/targets and PUT /v1/targets/{channel}/{queue}: service-level targets, stored and applied live.
+
+A change recomputes today's figures: the window is rebuilt by replaying the stored events with the new
+target (app/db/rebuild.py), so within-threshold counts are exact for the target now in force and equal
+what a restart would compute.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.auth import RequireAdmin, RequireRead
+from app.api.deps import RequireReady, Services, ServicesDep
+from app.api.schemas import SLUG_PATTERN
+from app.core.events import Channel
+from app.core.kpis import Formula, Target
+from app.core.targets import TargetBook
+from app.db.rebuild import Live, rebuild_window
+from app.db.targets import store_target
+
+router = APIRouter(prefix="/v1", tags=["targets"])
+
+# A day: no citizen-service target waits longer, and a bound keeps the value finite.
+MAX_THRESHOLD_SECONDS = 86_400.0
+
+
+class TargetIn(BaseModel):
+    """A queue's target: the wait threshold, the goal for the share within it, and the formula."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold_seconds: float = Field(gt=0, le=MAX_THRESHOLD_SECONDS)
+    goal_pct: float = Field(ge=0, le=100)
+    formula: Formula = "offered"
+
+
+class TargetOut(TargetIn):
+    channel: Channel
+    queue: str | None = Field(description="null for the channel default")
+    source: str = Field(description="'default' (settings) or 'queue' (set per queue)")
+
+
+class TargetsOut(BaseModel):
+    targets: list[TargetOut]
+
+
+def live(services: Services) -> Live:
+    return Live(services.engine, services.writer, services.window, services.targets, services.clock)
+
+
+def _out(channel: Channel, queue: str | None, target: Target) -> TargetOut:
+    return TargetOut(
+        channel=channel,
+        queue=queue,
+        source="default" if queue is None else "queue",
+        threshold_seconds=target.threshold_seconds,
+        goal_pct=target.goal_pct,
+        formula=target.formula,
+    )
+
+
+@router.get("/targets", dependencies=[RequireRead], response_model=TargetsOut, responses={401: {}, 403: {}})
+async def get_targets(services: ServicesDep) -> TargetsOut:
+    """The channel defaults and every per-queue target in force."""
+    book = services.targets
+    defaults = [_out(channel, None, target) for channel, target in sorted(book.defaults.items())]
+    queues = [_out(channel, queue, target) for (channel, queue), target in sorted(book.overrides.items())]
+    return TargetsOut(targets=defaults + queues)
+
+
+@router.put(
+    "/targets/{channel}/{queue}",
+    dependencies=[RequireAdmin, RequireReady],
+    response_model=TargetOut,
+    responses={401: {}, 403: {}, 503: {}},
+)
+async def put_target(
+    services: ServicesDep,
+    channel: Channel,
+    queue: Annotated[str, Path(pattern=SLUG_PATTERN)],
+    body: TargetIn,
+) -> Response:
+    """Set one queue's target; stored, then today's figures are recomputed with it before the answer."""
+    target = Target(body.threshold_seconds, body.goal_pct, body.formula)
+
+    def change(book: TargetBook) -> None:
+        book.set(channel, queue, target)
+
+    async def store() -> None:
+        await store_target(services.engine, channel, queue, target)
+
+    try:
+        await rebuild_window(live(services), change, before_swap=store)
+    except Exception as error:
+        return JSONResponse(
+            {"detail": f"target not changed: {type(error).__name__}"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+    return Response(_out(channel, queue, target).model_dump_json(), media_type="application/json")
