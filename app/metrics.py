@@ -1,0 +1,391 @@
+"""Prometheus metrics on the service's own registry.
+
+The queue figures are computed from the window when Prometheus scrapes, never counted a second time:
+live gauges come from the same snapshot `/v1/kpis` serves, and the counters from each queue's lifetime
+tally (monotonic over the process, unlike the rolling totals that slide). The service's own health uses
+ordinary prometheus_client objects fed by the writer's hooks and an ingest middleware.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.events import EVENT_TYPES, Channel, Event
+from app.core.kpis import Tally, service_level
+from app.core.window import WINDOWS, Window
+
+if TYPE_CHECKING:
+    from prometheus_client import Metric
+
+    from app.api.deps import Services
+    from app.settings import Settings
+
+INGEST_PATH = "/v1/events"
+RESULTS = ("accepted", "duplicate", "rejected")
+# A refused body that is not a list of objects with a known "type" is counted under this type.
+UNKNOWN_TYPE = "unknown"
+# Whole seconds, so the buckets are exact (see Window's lifetime_waits); 60 and 300 are the default
+# phone and visit targets, and every whole-second target configured is added at start-up.
+WAIT_BUCKETS: tuple[int, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1800, 3600)
+INGEST_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+COMMIT_EVENTS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+COMMIT_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+# Counter name (without _total) -> (Tally field, help text).
+QUEUE_COUNTERS: dict[str, tuple[str, str]] = {
+    "queuepulse_contacts_arrived": (
+        "arrived",
+        "Contacts that entered the queue (call.offered, ticket.issued).",
+    ),
+    "queuepulse_contacts_started": ("started", "Contacts whose service started (answered, called)."),
+    "queuepulse_contacts_started_within_target": (
+        "started_within",
+        "Contacts whose service started within the queue's target wait (exact, threshold at the time).",
+    ),
+    "queuepulse_contacts_left": ("left", "Contacts that gave up while waiting (abandoned, cancelled)."),
+    "queuepulse_contacts_left_after_short_abandon": (
+        "left_after_short",
+        "Contacts that gave up after waiting longer than the short-abandon limit.",
+    ),
+    "queuepulse_contacts_served": ("served", "Contacts whose service finished (no-shows excluded)."),
+    "queuepulse_contacts_resolved_first_contact": (
+        "resolved_first_contact",
+        "Served contacts resolved at first contact, without a transfer.",
+    ),
+    "queuepulse_contacts_transferred": ("transferred", "Calls transferred to another queue."),
+}
+
+
+def _package_version() -> str:
+    try:
+        return version("queuepulse")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def wait_buckets(thresholds: Iterable[float]) -> tuple[int, ...]:
+    """The default buckets plus every target threshold that is a whole number of seconds."""
+    whole = {int(seconds) for seconds in thresholds if seconds > 0 and float(seconds).is_integer()}
+    return tuple(sorted(set(WAIT_BUCKETS) | whole))
+
+
+def cumulative_buckets(waits: dict[int, int], bounds: Sequence[int]) -> list[tuple[str, float]]:
+    """Prometheus `le` buckets from waits binned by whole seconds rounded up (bin N holds N-1 < w <= N).
+
+    A wait is at most N seconds exactly when its rounded-up bin is at most N, so each bucket is exact.
+    """
+    buckets: list[tuple[str, float]] = []
+    keys = sorted(waits)
+    seen = 0
+    index = 0
+    for bound in bounds:
+        while index < len(keys) and keys[index] <= bound:
+            seen += waits[keys[index]]
+            index += 1
+        buckets.append((str(bound), float(seen)))
+    buckets.append(("+Inf", float(sum(waits.values()))))
+    return buckets
+
+
+def exported_queues(window: Window, cap: int) -> tuple[list[tuple[Channel, str]], int]:
+    """The first `cap` (channel, queue) series seen, and how many more there are.
+
+    Counted like ingest's limit (app/api/limits.py): a queue name in both channels is two queues. First-seen
+    order (the window's insertion order, which replay keeps), so an exported queue never drops out
+    because another one arrives.
+    """
+    keys = list(window.series)
+    return keys[:cap], max(0, len(keys) - cap)
+
+
+def _ratio(kpi: dict[str, Any]) -> float | None:
+    """The unrounded service level of a KPI object, from the same counts /v1/kpis rounds."""
+    tally = Tally(
+        started=kpi["started"],
+        started_within=kpi["started_within_target"],
+        left_after_short=kpi["left_after_short_abandon"],
+    )
+    level = service_level(tally, kpi["waiting_past_target"], kpi["target"]["formula"])
+    return None if level is None else level / 100.0
+
+
+class WindowCollector(Collector):
+    """Queue figures and service state, read from the live objects at scrape time."""
+
+    def __init__(self, services: Services, wait_bounds: Sequence[int]) -> None:
+        self.services = services
+        self.wait_bounds = tuple(wait_bounds)
+
+    def describe(self) -> Iterable[Metric]:
+        # Names are dynamic in labels only; describing nothing keeps registration from collecting early.
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self._service_state()
+        # During replay the window is half built; reading it then would also slide it to the wall
+        # clock under the replay's feet, so queue figures appear only once the service is ready.
+        if self.services.ready:
+            yield from self._queue_figures()
+
+    def _service_state(self) -> Iterator[Metric]:
+        services = self.services
+        yield GaugeMetricFamily(
+            "queuepulse_ready", "1 once today's events are replayed and ingest is open.", int(services.ready)
+        )
+        yield GaugeMetricFamily(
+            "queuepulse_replay_duration_seconds",
+            "Time the start-up replay of stored events took.",
+            services.replay_seconds,
+        )
+        yield GaugeMetricFamily(
+            "queuepulse_replayed_events",
+            "Stored events replayed into the window at start-up.",
+            services.replayed_events,
+        )
+        stats = services.writer.stats
+        yield CounterMetricFamily(
+            "queuepulse_database_errors",
+            "Group commits that failed (their requests got a 503).",
+            stats.errors,
+        )
+        yield GaugeMetricFamily(
+            "queuepulse_writer_pending_events",
+            "Events waiting for the next group commit.",
+            stats.pending_rows,
+        )
+
+    def _queue_figures(self) -> Iterator[Metric]:
+        services = self.services
+        window = services.window
+        now = services.clock()
+        keys, left_out = exported_queues(window, services.settings.max_queues)
+        yield GaugeMetricFamily(
+            "queuepulse_queues_not_exported",
+            "Queues beyond QUEUEPULSE_MAX_QUEUES, left out of the per-queue metrics.",
+            left_out,
+        )
+        queue_labels = ["channel", "queue"]
+        window_labels = ["channel", "queue", "window"]
+        level = GaugeMetricFamily(
+            "queuepulse_service_level_ratio",
+            "Share of contacts started within target, by the queue's formula, over the window (0..1).",
+            labels=window_labels,
+        )
+        channel_level = GaugeMetricFamily(
+            "queuepulse_channel_service_level_ratio",
+            "Service level of the whole channel over the window (0..1), against the channel target.",
+            labels=["channel", "window"],
+        )
+        snapshots = {name: window.snapshot(name, now) for name in WINDOWS}
+        for name, snapshot in snapshots.items():
+            for channel, queue in keys:
+                ratio = _ratio(snapshot["channels"][channel.value]["queues"][queue])
+                if ratio is not None:
+                    level.add_metric([channel.value, queue, name], ratio)
+            for channel in Channel:
+                ratio = _ratio(snapshot["channels"][channel.value]["total"])
+                if ratio is not None:
+                    channel_level.add_metric([channel.value, name], ratio)
+        yield level
+        yield channel_level
+
+        goal = GaugeMetricFamily(
+            "queuepulse_service_level_goal_ratio",
+            "The queue's service-level goal (0..1).",
+            labels=queue_labels,
+        )
+        threshold = GaugeMetricFamily(
+            "queuepulse_service_level_target_seconds", "The queue's target wait.", labels=queue_labels
+        )
+        waiting = GaugeMetricFamily(
+            "queuepulse_contacts_waiting", "Contacts waiting now.", labels=queue_labels
+        )
+        past = GaugeMetricFamily(
+            "queuepulse_contacts_waiting_past_target",
+            "Contacts waiting now that have already waited longer than the target (misses in the making).",
+            labels=queue_labels,
+        )
+        longest = GaugeMetricFamily(
+            "queuepulse_longest_wait_seconds",
+            "How long the longest-waiting contact has waited so far (0 when nobody waits).",
+            labels=queue_labels,
+        )
+        counters = {
+            name: CounterMetricFamily(name, help_text, labels=queue_labels)
+            for name, (_, help_text) in QUEUE_COUNTERS.items()
+        }
+        histogram = HistogramMetricFamily(
+            "queuepulse_wait_seconds",
+            "Waits of started contacts; buckets are exact (a wait of 60.4 s is not within le=60).",
+            labels=queue_labels,
+        )
+        for channel, queue in keys:
+            series = window.series[(channel, queue)]
+            labels = [channel.value, queue]
+            target = window.targets(channel, queue)
+            kpi = snapshots["15m"]["channels"][channel.value]["queues"][queue]
+            goal.add_metric(labels, target.goal_pct / 100.0)
+            threshold.add_metric(labels, target.threshold_seconds)
+            waiting.add_metric(labels, len(series.waiting))
+            past.add_metric(labels, kpi["waiting_past_target"])
+            longest.add_metric(labels, max(0.0, now - series.waiting[0]) if series.waiting else 0.0)
+            lifetime = series.lifetime
+            for counter, (attribute, _) in QUEUE_COUNTERS.items():
+                counters[counter].add_metric(labels, getattr(lifetime, attribute))
+            histogram.add_metric(
+                labels, cumulative_buckets(series.lifetime_waits, self.wait_bounds), lifetime.wait_sum
+            )
+        yield goal
+        yield threshold
+        yield waiting
+        yield past
+        yield longest
+        yield from counters.values()
+        yield histogram
+
+        quality = GaugeMetricFamily(
+            "queuepulse_data_quality_issues",
+            "Data-quality findings since start-up, replayed events included (see /v1/kpis data_quality).",
+            labels=["kind"],
+        )
+        for kind, count in window.data_quality.items():
+            quality.add_metric([kind], count)
+        yield quality
+
+
+class Metrics:
+    """One app's registry and the health instruments the writer and the ingest middleware feed."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        # No *_created series: Prometheus does not use them, and they would double every series count.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        thresholds: list[float] = []
+        if settings is not None:
+            thresholds = [settings.phone_threshold_seconds, settings.visit_threshold_seconds]
+            thresholds += [target.threshold_seconds for target in settings.queue_targets.values()]
+        self.wait_bounds = wait_buckets(thresholds)
+        self.events = Counter(
+            "queuepulse_events",
+            "Events posted, by type and result: accepted (new), duplicate (seen before), rejected (refused "
+            "with 413/422, nothing stored).",
+            ["type", "result"],
+            registry=self.registry,
+        )
+        # Every series exists from the start, so increase() sees the first event and "no events" alerts.
+        for event_type in EVENT_TYPES:
+            for result in RESULTS:
+                self.events.labels(event_type, result)
+        self.events.labels(UNKNOWN_TYPE, "rejected")
+        self.ingest_seconds = Histogram(
+            "queuepulse_ingest_request_duration_seconds",
+            "Time to answer POST /v1/events, by HTTP status.",
+            ["status"],
+            buckets=INGEST_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.commit_events = Histogram(
+            "queuepulse_commit_batch_events",
+            "Events per group commit.",
+            buckets=COMMIT_EVENTS_BUCKETS,
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "queuepulse_commit_duration_seconds",
+            "Time one group commit took, insert to window update.",
+            buckets=COMMIT_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        Info("queuepulse_build", "Version of queuepulse and Python.", registry=self.registry).info(
+            {"version": _package_version(), "python": platform.python_version()}
+        )
+
+    def watch(self, services: Services) -> None:
+        """Start reading the live window and service state at each scrape."""
+        self.registry.register(WindowCollector(services, self.wait_bounds))
+
+    def flushed(self, rows: int, seconds: float) -> None:
+        self.commit_events.observe(rows)
+        self.commit_seconds.observe(seconds)
+
+    def committed(self, events: Sequence[Event], new: list[Event]) -> None:
+        """One committed request: `new` were accepted, the rest of `events` were duplicates."""
+        counts: dict[tuple[str, str], int] = {}
+        for event in new:
+            counts[(event.type, "accepted")] = counts.get((event.type, "accepted"), 0) + 1
+            counts[(event.type, "duplicate")] = counts.get((event.type, "duplicate"), 0) - 1
+        for event in events:
+            counts[(event.type, "duplicate")] = counts.get((event.type, "duplicate"), 0) + 1
+        for (event_type, result), count in counts.items():
+            if count:
+                self.events.labels(event_type, result).inc(count)
+
+    def rejected(self, body: bytes) -> None:
+        """Count the events of a refused request body by type (unknown when the body does not say)."""
+        try:
+            parsed: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        items = parsed if isinstance(parsed, list) and parsed else [parsed]
+        counts: dict[str, int] = {}
+        for item in items:
+            event_type = item.get("type") if isinstance(item, dict) else None
+            label = event_type if isinstance(event_type, str) and event_type in EVENT_TYPES else UNKNOWN_TYPE
+            counts[label] = counts.get(label, 0) + 1
+        for label, count in counts.items():
+            self.events.labels(label, "rejected").inc(count)
+
+
+def _metrics_of(scope: Scope) -> Metrics | None:
+    services = getattr(scope["app"].state, "services", None)
+    metrics: Metrics | None = None if services is None else services.metrics
+    return metrics
+
+
+class IngestTimer:
+    """ASGI middleware for POST /v1/events: times every answer and counts refused events by type.
+
+    It sits outside the route so answers decided before the handler runs (401, 403, 413) are timed too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != INGEST_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        chunks: list[bytes] = []
+        status = 500
+
+        async def receiving() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receiving, sending)
+        finally:
+            metrics = _metrics_of(scope)
+            if metrics is not None:
+                metrics.ingest_seconds.labels(str(status)).observe(time.perf_counter() - started)
+                if status in (413, 422):
+                    metrics.rejected(b"".join(chunks))
