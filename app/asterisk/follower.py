@@ -1,0 +1,543 @@
+"""`queuepulse follow-queue-log`: tail an Asterisk queue_log into the service, across rotations and restarts.
+
+The follower remembers, per file it reads, the device and inode, how far the server has acknowledged,
+and a hash of the file's first bytes (so a new file that reuses an inode is not taken for the old one).
+That state is written atomically, and only after the server answered a batch: a crash re-sends at most
+the batch in flight, and the server counts a re-sent line once because its event id comes from the line.
+
+Rotation by rename (logrotate's default, `create`): the renamed file is found again by its inode in the
+same directory, read to its end, and kept open a little while in case Asterisk writes to it before it
+reopens the log; then the new file is read from its start. Use `delaycompress` so the renamed file is
+still there when the follower comes back. Rotation by truncation (`copytruncate`): the file is read from
+its start again; lines Asterisk wrote between logrotate's copy and its truncation are lost by that
+method itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+from app.settings import Settings
+
+log = logging.getLogger("queuepulse.follow")
+
+INGEST_PATH = "/v1/ingest/asterisk-queue-log"
+DEFAULT_URL = "http://127.0.0.1:8000"
+STATE_VERSION = 1
+# Enough of a file's start to tell it from another: the first line holds a timestamp and a uniqueid.
+HEAD_BYTES = 1024
+# Read at most this much per batch; well under the service's 1 MiB body limit.
+READ_BYTES = 256 * 1024
+DEFAULT_BATCH_LINES = 500
+DEFAULT_POLL_SECONDS = 0.5
+# How long a renamed file is still watched for lines Asterisk writes before it reopens its log.
+ROTATED_GRACE_SECONDS = 30.0
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+# A Retry-After beyond this is more likely a misconfigured proxy than a plan.
+RETRY_AFTER_MAX_SECONDS = 300.0
+REQUEST_TIMEOUT_SECONDS = 30.0
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Rotated files that were compressed cannot be read on; `delaycompress` keeps the newest one plain.
+COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip"})
+# File-system timestamps can trail the system clock by a tick; err towards reading a file again.
+MTIME_MARGIN_SECONDS = 2.0
+# More rotated files than logrotate keeps of a log that the follower could still meet again.
+DONE_KEPT = 16
+
+
+class FollowerError(Exception):
+    """A problem retrying cannot fix: a refused token, a wrong URL, a missing file."""
+
+
+@dataclass
+class Tracked:
+    """One file being read: where it is on disk, and how far the server has acknowledged it."""
+
+    device: int
+    inode: int
+    offset: int
+    head: str = ""
+    head_len: int = 0
+    handle: BinaryIO | None = field(default=None, repr=False)
+    rotated_since: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "inode": self.inode,
+            "offset": self.offset,
+            "head": self.head,
+            "head_len": self.head_len,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Tracked:
+        return cls(
+            device=int(data["device"]),
+            inode=int(data["inode"]),
+            offset=int(data["offset"]),
+            head=str(data["head"]),
+            head_len=int(data["head_len"]),
+        )
+
+    @property
+    def fileno(self) -> int:
+        assert self.handle is not None
+        return self.handle.fileno()
+
+    def same_file(self, stat: os.stat_result) -> bool:
+        return (stat.st_dev, stat.st_ino) == (self.device, self.inode)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _head_matches(fileno: int, tracked: Tracked) -> bool:
+    data = os.pread(fileno, tracked.head_len, 0)
+    return len(data) == tracked.head_len and _digest(data) == tracked.head
+
+
+def _note_head(tracked: Tracked) -> None:
+    """Fingerprint the bytes already sent: an appended-to file never changes them."""
+    data = os.pread(tracked.fileno, min(HEAD_BYTES, tracked.offset), 0)
+    tracked.head, tracked.head_len = _digest(data), len(data)
+
+
+def _from_start(handle: BinaryIO, rotated_since: float | None = None) -> Tracked:
+    opened = os.fstat(handle.fileno())
+    tracked = Tracked(opened.st_dev, opened.st_ino, 0, handle=handle, rotated_since=rotated_since)
+    _note_head(tracked)
+    return tracked
+
+
+@dataclass(frozen=True)
+class SavedState:
+    files: list[Tracked]
+    done: list[Tracked]
+    saved_at: float | None
+
+
+def load_state(path: Path) -> SavedState:
+    if not path.exists():
+        return SavedState([], [], None)
+    data = json.loads(path.read_text())
+    if data.get("version") != STATE_VERSION:
+        raise FollowerError(f"{path}: unknown state version {data.get('version')!r}")
+    return SavedState(
+        [Tracked.from_json(item) for item in data["files"]],
+        [Tracked.from_json(item) for item in data["done"]],
+        datetime.fromisoformat(data["saved_at"]).timestamp(),
+    )
+
+
+def save_state(path: Path, source: Path, files: list[Tracked], done: list[Tracked]) -> None:
+    """Replace the state file in one step: after a crash it holds the old state or the new, never half."""
+    for tracked in files:
+        _note_head(tracked)
+    body = json.dumps(
+        {
+            "version": STATE_VERSION,
+            "path": str(source),
+            "saved_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "files": [tracked.as_json() for tracked in files],
+            "done": [tracked.as_json() for tracked in done],
+        },
+        indent=2,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w") as out:
+        out.write(body + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def retry_delay(response: httpx.Response | None, attempt: int) -> float:
+    """The server's Retry-After when it gave one, else an exponential backoff from the attempt number."""
+    if response is not None:
+        value = response.headers.get("Retry-After")
+        if value:
+            with contextlib.suppress(ValueError):
+                return min(max(0.0, float(value)), RETRY_AFTER_MAX_SECONDS)
+            with contextlib.suppress(TypeError, ValueError):
+                when = email.utils.parsedate_to_datetime(value)
+                return min(max(0.0, (when - datetime.now(UTC)).total_seconds()), RETRY_AFTER_MAX_SECONDS)
+    return float(min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(attempt, 16)))
+
+
+@dataclass
+class Batch:
+    lines: list[bytes]
+    starts: list[int]
+    end: int
+
+
+def read_batch(tracked: Tracked, max_lines: int, include_partial: bool) -> Batch:
+    """Complete lines after the acknowledged offset; the trailing partial line too if asked."""
+    chunk = os.pread(tracked.fileno, READ_BYTES, tracked.offset)
+    lines: list[bytes] = []
+    starts: list[int] = []
+    position = 0
+    while len(lines) < max_lines and position < len(chunk):
+        newline = chunk.find(b"\n", position)
+        if newline < 0:
+            # A line longer than a whole read is no queue_log line: pass it on for the server to reject.
+            if include_partial or (position == 0 and len(chunk) == READ_BYTES):
+                lines.append(chunk[position:])
+                starts.append(tracked.offset + position)
+                position = len(chunk)
+            break
+        lines.append(chunk[position:newline])
+        starts.append(tracked.offset + position)
+        position = newline + 1
+    return Batch(lines, starts, tracked.offset + position)
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
+@dataclass
+class Follower:
+    path: Path
+    endpoint: str
+    token: str
+    state_file: Path
+    client: httpx.Client
+    once: bool = False
+    batch_lines: int = DEFAULT_BATCH_LINES
+    poll_seconds: float = DEFAULT_POLL_SECONDS
+    time_zone: str | None = None
+    # Waits the given seconds; returns True when the follower should stop.
+    wait: Callable[[float], bool] = field(default=_sleep)
+    clock: Callable[[], float] = time.monotonic
+    files: list[Tracked] = field(default_factory=list)
+    # Rotated files read to their end, so a restart does not take them for files it has never seen.
+    done: list[Tracked] = field(default_factory=list)
+    sent_lines: int = 0
+
+    def run(self) -> int:
+        try:
+            self._restore()
+            if not self.files and self.once:
+                raise FollowerError(f"{self.path}: no such file")
+            while True:
+                if self._step():
+                    continue
+                if self.once or self.wait(self.poll_seconds):
+                    return 0
+        finally:
+            for tracked in self.files:
+                if tracked.handle is not None:
+                    tracked.handle.close()
+
+    # ---- files --------------------------------------------------------------------------------
+
+    def _candidates(self) -> Iterator[Path]:
+        yield self.path
+        with contextlib.suppress(FileNotFoundError):
+            for entry in sorted(self.path.parent.iterdir()):
+                if entry.name.startswith(self.path.name) and entry.name != self.path.name:
+                    yield entry
+
+    def _find(self, tracked: Tracked) -> BinaryIO | None:
+        """The file a saved state names, wherever rotation renamed it to in the same directory."""
+        for candidate in self._candidates():
+            try:
+                if not tracked.same_file(candidate.stat()):
+                    continue
+                handle = candidate.open("rb")
+            except OSError:
+                continue
+            if tracked.same_file(os.fstat(handle.fileno())) and _head_matches(handle.fileno(), tracked):
+                return handle
+            handle.close()
+        return None
+
+    def _restore(self) -> None:
+        saved = load_state(self.state_file)
+        self.done = saved.done
+        for tracked in saved.files:
+            handle = self._find(tracked)
+            if handle is None:
+                log.warning(
+                    "the file read up to byte %d before is gone (moved away, compressed or replaced); "
+                    "anything it gained after that byte was not sent",
+                    tracked.offset,
+                )
+                continue
+            tracked.handle = handle
+            if os.fstat(handle.fileno()).st_size < tracked.offset:
+                log.warning("%s is shorter than before (truncated): reading it from its start", self.path)
+                tracked.offset = 0
+            self.files.append(tracked)
+        if saved.saved_at is not None:
+            self._adopt_unseen(saved.saved_at)
+        self._adopt_current()
+        if self.files:
+            log.info("following %s from byte %d into %s", self.path, self.files[0].offset, self.endpoint)
+
+    def _adopt_unseen(self, saved_at: float) -> None:
+        """Files that were created and rotated away while the follower was stopped (two rotations or more).
+
+        A renamed file neither being read nor read to its end, and written since the last save, holds
+        lines not sent yet. The modification time is compared with a margin for coarse file-system clocks.
+        """
+        current = self._current_stat()
+        unseen: list[tuple[float, Path]] = []
+        for candidate in self._candidates():
+            if candidate == self.path or candidate.suffix in COMPRESSED_SUFFIXES:
+                continue
+            try:
+                stat = candidate.stat()
+            except OSError:
+                continue
+            known = any(tracked.same_file(stat) for tracked in self.files)
+            if known or (
+                current is not None and (stat.st_dev, stat.st_ino) == (current.st_dev, current.st_ino)
+            ):
+                continue
+            if stat.st_mtime >= saved_at - MTIME_MARGIN_SECONDS:
+                unseen.append((stat.st_mtime, candidate))
+        for _, candidate in sorted(unseen):
+            try:
+                handle = candidate.open("rb")
+            except OSError:
+                continue
+            opened = os.fstat(handle.fileno())
+            if any(old.same_file(opened) and _head_matches(handle.fileno(), old) for old in self.done):
+                handle.close()
+                continue
+            log.info("%s was written since the last run and rotated away: reading it too", candidate)
+            self.files.append(_from_start(handle, rotated_since=self.clock()))
+
+    def _current_stat(self) -> os.stat_result | None:
+        try:
+            return self.path.stat()
+        except FileNotFoundError:
+            return None
+
+    def _adopt_current(self) -> None:
+        """Notice a file that took the name (rotation) and start reading it from its start."""
+        stat = self._current_stat()
+        if stat is None:
+            # Between the rename and the new file's creation: the old file may still grow.
+            return
+        for tracked in self.files:
+            if tracked.rotated_since is None and not tracked.same_file(stat):
+                tracked.rotated_since = self.clock()
+                log.info("%s was rotated: finishing the old file, then reading the new one", self.path)
+        if any(tracked.same_file(stat) for tracked in self.files):
+            return
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            return
+        self.files.append(_from_start(handle))
+        self._save()
+
+    def _step(self) -> bool:
+        """Send one batch or settle one change of files; False when there is nothing to do right now."""
+        self._adopt_current()
+        for tracked in list(self.files):
+            rotated = tracked.rotated_since is not None
+            if not rotated and (
+                os.fstat(tracked.fileno).st_size < tracked.offset
+                or not _head_matches(tracked.fileno, tracked)  # truncated, then grown past the offset
+            ):
+                log.warning("%s was truncated: reading it from its start", self.path)
+                tracked.offset = 0
+                self._save()
+                return True
+            batch = read_batch(tracked, self.batch_lines, include_partial=False)
+            if batch.lines:
+                self._send(tracked, batch)
+                return True
+            if rotated and (self.once or self._grace_over(tracked)):
+                rest = read_batch(tracked, self.batch_lines, include_partial=True)
+                if rest.lines:
+                    self._send(tracked, rest)
+                    return True
+                self.files.remove(tracked)
+                _note_head(tracked)
+                self.done = [*self.done, tracked][-DONE_KEPT:]
+                if tracked.handle is not None:
+                    tracked.handle.close()
+                self._save()
+                return True
+        return False
+
+    def _grace_over(self, tracked: Tracked) -> bool:
+        assert tracked.rotated_since is not None
+        return self.clock() - tracked.rotated_since >= ROTATED_GRACE_SECONDS
+
+    def _save(self) -> None:
+        save_state(self.state_file, self.path, self.files, self.done)
+
+    # ---- the server ---------------------------------------------------------------------------
+
+    def _send(self, tracked: Tracked, batch: Batch) -> None:
+        """Deliver the batch (retrying as long as it takes), then record the new offset."""
+        lines = batch.lines
+        attempt = 0
+        while True:
+            body = b"\n".join(lines) + b"\n"
+            response: httpx.Response | None = None
+            try:
+                response = self.client.post(
+                    self.endpoint,
+                    content=body,
+                    params={"time_zone": self.time_zone} if self.time_zone else None,
+                    headers={"Authorization": f"Bearer {self.token}", "Content-Type": "text/plain"},
+                )
+            except httpx.TransportError as error:
+                problem = f"{type(error).__name__}: {error}"
+            else:
+                if response.status_code == 200:
+                    break
+                if response.status_code == 413 and len(lines) > 1:
+                    lines = lines[: len(lines) // 2]
+                    log.info("the server found the batch too large: sending %d lines at a time", len(lines))
+                    continue
+                if response.status_code == 413:
+                    log.error("%s byte %d: line too large to send, skipped", self.path, batch.starts[0])
+                    break
+                if response.status_code not in RETRY_STATUSES:
+                    refusal = f"{response.status_code} {response.text.strip()}"
+                    raise FollowerError(f"the server refused the lines: {refusal}")
+                problem = f"{response.status_code} {response.text.strip()}"
+            delay = retry_delay(response, attempt)
+            attempt += 1
+            log.warning("sending failed (%s); retrying in %.1f s", problem, delay)
+            if self.wait(delay):
+                raise KeyboardInterrupt
+        sent = len(lines)
+        tracked.offset = batch.starts[sent] if sent < len(batch.lines) else batch.end
+        self.sent_lines += sent
+        if response is not None and response.status_code == 200:
+            self._report(response.json(), batch.starts[:sent])
+        self._save()
+
+    def _report(self, result: dict[str, Any], starts: list[int]) -> None:
+        for issue in result.get("errors", []):
+            number = int(issue["line"])
+            where = starts[number - 1] if 0 < number <= len(starts) else "?"
+            log.warning("%s byte %s: line not used: %s", self.path, where, issue["reason"])
+        if result.get("unknown"):
+            log.warning("unknown verbs, not counted: %s", result["unknown"])
+        log.debug("sent %d lines: %s", len(starts), result)
+
+
+# ---- the command -------------------------------------------------------------------------------
+
+
+def _default_state_file(settings: Settings, path: Path) -> Path:
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    return settings.data_dir / "follow-queue-log" / f"{path.name}-{digest}.json"
+
+
+def _token(settings: Settings, token_file: Path | None) -> str:
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as error:
+            raise FollowerError(f"cannot read the token file: {error}") from error
+    elif settings.ingest_token:
+        token = settings.ingest_token
+    elif (settings.data_dir / "ingest_token").exists():
+        token = (settings.data_dir / "ingest_token").read_text().strip()
+    else:
+        raise FollowerError("no ingest token: pass --token-file or set QUEUEPULSE_INGEST_TOKEN")
+    if not token:
+        raise FollowerError("the ingest token is empty")
+    return token
+
+
+def _endpoint(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith(INGEST_PATH) else url + INGEST_PATH
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="the queue_log file, e.g. /var/log/asterisk/queue_log")
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"the queuepulse service (default: {DEFAULT_URL})")
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        help="file holding the ingest token (default: QUEUEPULSE_INGEST_TOKEN, or DATA_DIR/ingest_token)",
+    )
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        help="where the read position is kept (default: DATA_DIR/follow-queue-log/<file>-<hash>.json)",
+    )
+    parser.add_argument(
+        "--time-zone", help="where dates without an offset in the file were written (default: the service's)"
+    )
+    parser.add_argument("--batch-lines", type=int, default=DEFAULT_BATCH_LINES, help="most lines per request")
+    parser.add_argument(
+        "--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS, help="how often to look for new lines"
+    )
+    parser.add_argument("--once", action="store_true", help="send what the file holds now, then exit")
+
+
+def command(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # One line per request would bury the warnings that matter.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = Settings()
+    path: Path = args.path.absolute()
+    stopping = threading.Event()
+
+    def stop(_signal: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        with httpx.Client(timeout=REQUEST_TIMEOUT_SECONDS) as client:
+            follower = Follower(
+                path=path,
+                endpoint=_endpoint(args.url),
+                token=_token(settings, args.token_file),
+                state_file=args.state_file or _default_state_file(settings, path),
+                client=client,
+                once=args.once,
+                batch_lines=max(1, args.batch_lines),
+                poll_seconds=args.poll_seconds,
+                time_zone=args.time_zone,
+                wait=stopping.wait,
+            )
+            code = follower.run()
+    except FollowerError as error:
+        log.error("%s", error)
+        return 2
+    except KeyboardInterrupt:
+        code = 0
+    log.info("stopped")
+    return code
