@@ -1,0 +1,237 @@
+"""History reports: the interval rollup summed per local period, with the live window's KPI formulas.
+
+A report reads only interval_rollup (a few dozen rows per queue and day), never the events, so a year's
+monthly report costs the same whatever the call volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.clock import INTERVAL_SECONDS
+from app.core.events import Channel
+from app.core.kpis import Tally, kpi
+from app.core.targets import TargetBook
+from app.db.rollup import COUNT_COLUMNS, ROLLUP_COLUMNS, SUM_COLUMNS
+
+Granularity = Literal["interval", "day", "week", "month", "year"]
+GRANULARITIES: tuple[Granularity, ...] = ("interval", "day", "week", "month", "year")
+
+_sums = ", ".join(
+    # Quoted: "left" is a reserved word in SQL.
+    [f'sum("{name}")::bigint' for name in COUNT_COLUMNS] + [f'sum("{name}")::float8' for name in SUM_COLUMNS]
+)
+# Local periods by truncating local time: midnights are never ambiguous, so days, ISO weeks (from
+# Monday), months and years come out right on daylight-saving days too. Quarter-hours keep their UTC
+# instant, because the autumn's repeated hour would otherwise merge two of them.
+_PERIOD_SQL: dict[Granularity, str] = {
+    "interval": "interval_start",
+    **{
+        unit: f"date_trunc('{unit}', interval_start AT TIME ZONE $4)::date"
+        for unit in ("day", "week", "month", "year")
+    },
+}
+
+
+def _query(granularity: Granularity) -> str:
+    return f"""
+SELECT {_PERIOD_SQL[granularity]} AS period, channel, queue, {_sums}
+FROM interval_rollup
+WHERE interval_start >= $1 AND interval_start < $2 AND ($3::text IS NULL OR channel = $3)
+  AND $4::text IS NOT NULL  -- the time zone, referenced here too so every granularity takes it
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3
+"""
+
+
+# What a history row shows of the live KPI object: the live-only fields (waiting now, percentiles from
+# per-second bins the rollup does not keep) are left out.
+REPORT_FIELDS = (
+    "arrived",
+    "started",
+    "started_within_target",
+    "left",
+    "left_after_short_abandon",
+    "finished",
+    "service_level_pct",
+    "target",
+    "status",
+    "avg_wait_seconds",
+    "abandon_rate_pct",
+    "avg_handle_seconds",
+    "first_contact_resolution_pct",
+    "first_contact_resolution_goal_pct",
+    "first_contact_resolution_status",
+    "transferred",
+    "arrivals_per_hour",
+)
+CSV_FIELDS = (
+    "period",
+    "start",
+    "end",
+    "channel",
+    "queue",
+    "arrived",
+    "started",
+    "started_within_target",
+    "left",
+    "left_after_short_abandon",
+    "finished",
+    "service_level_pct",
+    "threshold_seconds",
+    "goal_pct",
+    "goal_met",
+    "formula",
+    "status",
+    "avg_wait_seconds",
+    "abandon_rate_pct",
+    "avg_handle_seconds",
+    "first_contact_resolution_pct",
+    "first_contact_resolution_goal_pct",
+    "transferred",
+    "arrivals_per_hour",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    label: str
+    start: datetime
+    end: datetime
+
+    @property
+    def hours(self) -> float:
+        # By timestamps: subtracting two datetimes of one zone ignores a daylight-saving change between.
+        return (self.end.timestamp() - self.start.timestamp()) / 3600
+
+
+def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tz)
+
+
+def period_of(granularity: Granularity, key: Any, tz: ZoneInfo) -> Period:
+    """The local period a query row's key names, with its label and exact bounds."""
+    if granularity == "interval":
+        start = key.astimezone(tz)
+        end = datetime.fromtimestamp(start.timestamp() + INTERVAL_SECONDS, tz)
+        return Period(start.strftime("%Y-%m-%d %H:%M %z"), start, end)
+    day: date = key
+    if granularity == "day":
+        return Period(day.isoformat(), _midnight(day, tz), _midnight(day + timedelta(days=1), tz))
+    if granularity == "week":
+        year, week, _ = day.isocalendar()
+        return Period(f"{year}-W{week:02d}", _midnight(day, tz), _midnight(day + timedelta(days=7), tz))
+    if granularity == "month":
+        following = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        return Period(f"{day:%Y-%m}", _midnight(day, tz), _midnight(following, tz))
+    return Period(f"{day:%Y}", _midnight(day, tz), _midnight(date(day.year + 1, 1, 1), tz))
+
+
+def _tally(values: Sequence[Any]) -> Tally:
+    return Tally(**dict(zip(ROLLUP_COLUMNS, values, strict=True)))
+
+
+def _row(
+    period: Period,
+    channel: str,
+    queue: str | None,
+    tally: Tally,
+    targets: TargetBook,
+    fcr_goal_pct: float,
+    warning_margin_pct: float,
+) -> dict[str, Any]:
+    target = targets(Channel(channel), queue)
+    # The live formulas, with nothing "waiting now": a closed period has no one left in the queue.
+    live = kpi(
+        tally,
+        target,
+        waiting_now=0,
+        waiting_past_threshold=0,
+        longest_wait_now=None,
+        window_hours=period.hours,
+        fcr_goal_pct=fcr_goal_pct,
+        warning_margin_pct=warning_margin_pct,
+    )
+    level = live["service_level_pct"]
+    return {
+        "period": period.label,
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+        "channel": channel,
+        "queue": queue,
+        **{name: live[name] for name in REPORT_FIELDS},
+        "goal_pct": target.goal_pct,
+        "goal_met": None if level is None else level >= target.goal_pct,
+    }
+
+
+async def report(
+    engine: AsyncEngine,
+    targets: TargetBook,
+    *,
+    time_zone: str,
+    granularity: Granularity,
+    first: date,
+    last: date,
+    channel: Channel | None,
+    queues: Sequence[str],
+    fcr_goal_pct: float,
+    warning_margin_pct: float,
+) -> list[dict[str, Any]]:
+    """Rows per period and channel: the channel total (queue null) first, then each (chosen) queue."""
+    tz = ZoneInfo(time_zone)
+    since = _midnight(first, tz).astimezone(UTC)
+    until = _midnight(last + timedelta(days=1), tz).astimezone(UTC)
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        records = await driver.fetch(
+            _query(granularity), since, until, channel.value if channel else None, time_zone
+        )
+    chosen = set(queues)
+    grouped: dict[tuple[Any, str], list[tuple[str, Tally]]] = {}
+    for record in records:
+        grouped.setdefault((record[0], record[1]), []).append((record[2], _tally(record[3:])))
+    rows: list[dict[str, Any]] = []
+    for (key, channel_name), queue_tallies in grouped.items():
+        period = period_of(granularity, key, tz)
+        total = Tally()
+        for _, tally in queue_tallies:
+            total.add(tally)
+        rows.append(_row(period, channel_name, None, total, targets, fcr_goal_pct, warning_margin_pct))
+        for queue, tally in queue_tallies:
+            if not chosen or queue in chosen:
+                rows.append(
+                    _row(period, channel_name, queue, tally, targets, fcr_goal_pct, warning_margin_pct)
+                )
+    return rows
+
+
+async def queues_by_channel(engine: AsyncEngine) -> dict[str, list[str]]:
+    """Every queue the rollup has rows for, by channel: what a report can be narrowed to."""
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        records = await driver.fetch("SELECT DISTINCT channel, queue FROM interval_rollup ORDER BY 1, 2")
+    queues: dict[str, list[str]] = {channel.value: [] for channel in Channel}
+    for channel, queue in records:
+        queues.setdefault(channel, []).append(queue)
+    return queues
+
+
+def csv_record(row: dict[str, Any]) -> list[Any]:
+    """One report row as the CSV columns: the target flattened, empty for null, queue empty for the total."""
+    flat = {
+        **row,
+        "threshold_seconds": row["target"]["threshold_seconds"],
+        "formula": row["target"]["formula"],
+    }
+    return ["" if flat[name] is None else flat[name] for name in CSV_FIELDS]

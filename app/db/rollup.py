@@ -1,0 +1,376 @@
+"""The interval rollup: the window's 15-minute tallies kept in Postgres, so history never scans events.
+
+The live window already counts every outcome per channel, queue and quarter-hour by the rules of the live
+numbers. The rollup writer copies the tallies it changed (absolute values, so writing twice is harmless)
+every few seconds and at shutdown. An interval the window cannot hold completely (older than what it
+replayed at start-up, or pruned) is never written from memory: its local day is rebuilt from the stored
+events through a fresh window instead, which is also what `queuepulse rebuild-rollups` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.clock import day_bounds, interval_start, local_date
+from app.core.events import Channel, Event
+from app.core.kpis import Tally
+from app.core.window import INTERVALS_KEPT_SECONDS, Window
+
+log = logging.getLogger(__name__)
+
+COUNT_COLUMNS = (
+    "arrived",
+    "started",
+    "started_within",
+    "left",
+    "left_after_short",
+    "finished",
+    "served",
+    "resolved_first_contact",
+    "transferred",
+    "handled",
+)
+SUM_COLUMNS = ("wait_sum", "handle_sum")
+ROLLUP_COLUMNS = COUNT_COLUMNS + SUM_COLUMNS
+
+# Quoted: "left" is a reserved word in SQL.
+_quoted = [f'"{name}"' for name in ROLLUP_COLUMNS]
+_placeholders = ", ".join(
+    [f"${i}::{kind}[]" for i, kind in enumerate(["text", "text", "timestamptz"], start=1)]
+    + [f"${i}::int[]" for i in range(4, 4 + len(COUNT_COLUMNS))]
+    + [f"${i}::float8[]" for i in range(4 + len(COUNT_COLUMNS), 4 + len(ROLLUP_COLUMNS))]
+)
+UPSERT_ROLLUP = f"""
+INSERT INTO interval_rollup (channel, queue, interval_start, {", ".join(_quoted)})
+SELECT * FROM unnest({_placeholders})
+ON CONFLICT (channel, queue, interval_start) DO UPDATE SET
+    {", ".join(f"{name} = EXCLUDED.{name}" for name in _quoted)}
+"""
+DELETE_RANGE = "DELETE FROM interval_rollup WHERE interval_start >= $1 AND interval_start < $2"
+
+DAY_EVENTS = """
+SELECT event_id, type, contact_id, queue, extract(epoch from occurred_at)::float8,
+       extract(epoch from received_at)::float8, agent, desk, ticket_number, wait_seconds, resolved,
+       to_queue, source
+FROM events
+WHERE occurred_at >= $1 AND occurred_at < $2
+ORDER BY id
+"""
+# Small fetches: a rebuild inside the service yields to requests between them.
+FETCH_ROWS = 2000
+# In a rebuild an event is applied as if received at most this long after it happened, so a day imported
+# long afterwards is still counted (the window keeps interval tallies for 50 hours) while ordinary late
+# events keep the time they were received, as in the live window and the start-up replay.
+REBUILD_MAX_LATENESS_SECONDS = 24 * 3600.0
+# How far back the service heals days the rollup may have missed while it was down; older gaps need
+# `queuepulse rebuild-rollups`.
+HEAL_DAYS = 7
+
+Key = tuple[Channel, str, int]
+RollupItem = tuple[Channel, str, int, Tally]
+
+
+def _utc(at: float) -> datetime:
+    return datetime.fromtimestamp(at, UTC)
+
+
+def rollup_columns(items: Iterable[RollupItem]) -> list[list[Any]]:
+    """The items as the column arrays UPSERT_ROLLUP takes."""
+    columns: list[list[Any]] = [[] for _ in range(3 + len(ROLLUP_COLUMNS))]
+    for channel, queue, start, tally in items:
+        columns[0].append(channel.value)
+        columns[1].append(queue)
+        columns[2].append(_utc(start))
+        for index, name in enumerate(ROLLUP_COLUMNS, start=3):
+            columns[index].append(getattr(tally, name))
+    return columns
+
+
+async def _driver(connection: Any) -> Any:
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    return driver
+
+
+async def upsert_rollup(engine: AsyncEngine, items: Sequence[RollupItem]) -> None:
+    if not items:
+        return
+    async with engine.begin() as connection:
+        driver = await _driver(connection)
+        await driver.execute(UPSERT_ROLLUP, *rollup_columns(items))
+
+
+async def replace_rollup(
+    engine: AsyncEngine, since: float, until: float, items: Sequence[RollupItem]
+) -> None:
+    """Make the rows of [since, until) exactly `items`, in one transaction."""
+    async with engine.begin() as connection:
+        driver = await _driver(connection)
+        await driver.execute(DELETE_RANGE, _utc(since), _utc(until))
+        if items:
+            await driver.execute(UPSERT_ROLLUP, *rollup_columns(items))
+
+
+def event_of_row(row: Sequence[Any]) -> Event:
+    return Event(
+        event_id=row[0],
+        type=row[1],
+        contact_id=row[2],
+        queue=row[3],
+        at=row[4],
+        agent=row[6],
+        desk=row[7],
+        ticket_number=row[8],
+        wait_seconds=row[9],
+        resolved=row[10],
+        to_queue=row[11],
+        source=row[12],
+    )
+
+
+async def day_tallies(
+    engine: AsyncEngine, new_window: Callable[[], Window], day: date
+) -> tuple[int, list[RollupItem]]:
+    """Replay the events bearing on a local day through a fresh window; its interval tallies of that day.
+
+    The events start one maximum wait before midnight, so a contact that arrived the evening before and
+    was served after midnight gets its wait, as it would have in the live window.
+    """
+    window = new_window()
+    day_start, day_end = day_bounds(day, window.tz)
+    since = day_start - window.config.max_wait_seconds
+    count = 0
+    async with engine.connect() as connection:
+        driver = await _driver(connection)
+        async with driver.transaction(readonly=True):
+            cursor = driver.cursor(DAY_EVENTS, _utc(since), _utc(day_end), prefetch=FETCH_ROWS)
+            async for row in cursor:
+                window.apply(event_of_row(row), min(row[5], row[4] + REBUILD_MAX_LATENESS_SECONDS))
+                count += 1
+    return count, window.interval_tallies(day_start, day_end)
+
+
+ROWS_BETWEEN = (
+    "SELECT EXISTS (SELECT 1 FROM interval_rollup WHERE interval_start >= $1 AND interval_start < $2)"
+)
+
+
+async def _pruned(engine: AsyncEngine, day_start: float, day_end: float) -> bool:
+    """Whether the rollup holds quarter-hours of this day from before the oldest stored event (pruned)."""
+    async with engine.connect() as connection:
+        driver = await _driver(connection)
+        oldest = await driver.fetchval("SELECT min(occurred_at) FROM events")
+        # The quarter-hour holding the oldest event may hold older, pruned events too; it is not protected.
+        until = day_end if oldest is None else min(day_end, interval_start(oldest.timestamp()))
+        if until <= day_start:
+            return False
+        return bool(await driver.fetchval(ROWS_BETWEEN, _utc(day_start), _utc(until)))
+
+
+async def rebuild_day(engine: AsyncEngine, new_window: Callable[[], Window], day: date) -> int:
+    """Rewrite one local day's rollup rows from the stored events; returns how many events were replayed.
+
+    A day whose events were pruned while the rollup still holds its rows is left alone: the rollup is then
+    the only record of it, and a rebuild from what is left would erase history.
+    """
+    tz = new_window().tz
+    day_start, day_end = day_bounds(day, tz)
+    if await _pruned(engine, day_start, day_end):
+        log.warning("rollup of %s kept: its events are no longer all stored (pruned)", day)
+        return 0
+    count, items = await day_tallies(engine, new_window, day)
+    await replace_rollup(engine, day_start, day_end, items)
+    return count
+
+
+async def rebuild_range(
+    engine: AsyncEngine,
+    new_window: Callable[[], Window],
+    first: date,
+    last: date,
+    progress: Callable[[date, int], None] | None = None,
+) -> int:
+    """Rebuild every local day from first to last inclusive; returns the events replayed."""
+    total = 0
+    day = first
+    while day <= last:
+        count = await rebuild_day(engine, new_window, day)
+        total += count
+        if progress is not None:
+            progress(day, count)
+        day += timedelta(days=1)
+    return total
+
+
+async def event_days(engine: AsyncEngine, tz_name: str) -> tuple[date, date] | None:
+    """The first and last local day holding events, or None when there are none."""
+    async with engine.connect() as connection:
+        driver = await _driver(connection)
+        row = await driver.fetchrow(
+            "SELECT (min(occurred_at) AT TIME ZONE $1)::date, (max(occurred_at) AT TIME ZONE $1)::date "
+            "FROM events",
+            tz_name,
+        )
+    if row is None or row[0] is None:
+        return None
+    return row[0], row[1]
+
+
+async def rebuild_command(
+    engine: AsyncEngine,
+    new_window: Callable[[], Window],
+    first: date | None,
+    last: date | None,
+    now: float,
+) -> str:
+    """`queuepulse rebuild-rollups`: rebuild the days asked for (default: every day with events)."""
+    tz = new_window().tz
+    if first is None or last is None:
+        span = await event_days(engine, tz.key)
+        if span is None and first is None:
+            return "no events stored: nothing to rebuild"
+        first = first or (span[0] if span else local_date(now, tz))
+        last = last or local_date(now, tz)
+    if first > last:
+        raise ValueError(f"--from {first} is after --to {last}")
+    started = time.perf_counter()
+    events = await rebuild_range(
+        engine,
+        new_window,
+        first,
+        last,
+        progress=lambda day, _count: print(f"  {day:%Y-%m}", flush=True) if day.day == 1 else None,
+    )
+    days = (last - first).days + 1
+    seconds = time.perf_counter() - started
+    return f"rebuilt {days} days ({first} to {last}) from {events:,} events in {seconds:.1f} s"
+
+
+@dataclass(slots=True)
+class RollupStats:
+    flushes: int = 0
+    rows: int = 0
+    days_rebuilt: int = 0
+    errors: int = 0
+    last_error: str | None = None
+
+
+@dataclass
+class RollupWriter:
+    """Keeps interval_rollup equal to the window's interval tallies, a few seconds behind."""
+
+    engine: AsyncEngine
+    window: Window
+    new_window: Callable[[], Window]
+    clock: Callable[[], float] = time.time
+    period_seconds: float = 5.0
+    stats: RollupStats = field(default_factory=RollupStats)
+    # Intervals from here on are complete in the window: it replayed all of this day at start-up.
+    complete_from: float = float("inf")
+    _retry: set[Key] = field(default_factory=set)
+    _stale_days: set[date] = field(default_factory=set)
+    _heal_pending: bool = False
+    _task: asyncio.Task[None] | None = None
+    _series_seen: object = None
+
+    def open(self, now: float) -> None:
+        """Call right after the start-up replay: today is written whole, missed days are rebuilt."""
+        day_start, _ = self.window.today_bounds(now)
+        self.complete_from = day_start
+        self._series_seen = self.window.series
+        # Whatever the window marked while replaying is covered by healing today and older days.
+        self.window.take_dirty()
+        self._heal_pending = True
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="rollup-writer")
+
+    async def close(self) -> None:
+        """Stop the periodic task and write what is still dirty."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.flush()
+        except Exception as error:
+            self._failed(error)
+        if self._stale_days:
+            days = ", ".join(map(str, sorted(self._stale_days)))
+            log.warning("rollup days not rebuilt (run queuepulse rebuild-rollups): %s", days)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.period_seconds)
+            try:
+                await self.flush()
+            except Exception as error:
+                self._failed(error)
+
+    def _failed(self, error: Exception) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(error).__name__}: {error}"
+        log.warning("rollup write failed, will retry: %s", self.stats.last_error)
+
+    async def _heal(self) -> None:
+        now = self.clock()
+        tz = self.window.tz
+        day_start, day_end = self.window.today_bounds(now)
+        # Read synchronously with no await between, so the rows are one consistent state of the window.
+        items = self.window.interval_tallies(day_start, day_end)
+        await replace_rollup(self.engine, day_start, day_end, items)
+        async with self.engine.connect() as connection:
+            driver = await _driver(connection)
+            last = await driver.fetchval(
+                "SELECT max(interval_start) FROM interval_rollup WHERE interval_start < $1", _utc(day_start)
+            )
+        today = local_date(now, tz)
+        oldest = today - timedelta(days=HEAL_DAYS)
+        if last is not None:
+            day = max(oldest, local_date(last.timestamp(), tz))
+            while day < today:
+                self._stale_days.add(day)
+                day += timedelta(days=1)
+        self._heal_pending = False
+
+    async def flush(self) -> None:
+        """Write the changed intervals; rebuild the days of those the window does not hold whole."""
+        if self._heal_pending:
+            await self._heal()
+        now = self.clock()
+        if self.window.series is not self._series_seen:
+            # The window adopted a fresh replay (a target change, a heal): it holds only today in full.
+            self._series_seen = self.window.series
+            self.complete_from = max(self.complete_from, self.window.today_bounds(now)[0])
+        keys = self._retry | self.window.take_dirty()
+        self._retry = set()
+        horizon = max(self.complete_from, now - INTERVALS_KEPT_SECONDS + 3600)
+        items: list[RollupItem] = []
+        for channel, queue, start in keys:
+            tally = self.window.interval_tally(channel, queue, start)
+            if start < horizon or tally is None:
+                self._stale_days.add(local_date(start, self.window.tz))
+            else:
+                items.append((channel, queue, start, tally))
+        try:
+            await upsert_rollup(self.engine, items)
+        except Exception:
+            self._retry |= {(channel, queue, start) for channel, queue, start, _ in items}
+            raise
+        self.stats.flushes += 1
+        self.stats.rows += len(items)
+        for day in sorted(self._stale_days):
+            await rebuild_day(self.engine, self.new_window, day)
+            self._stale_days.discard(day)
+            self.stats.days_rebuilt += 1

@@ -1,0 +1,52 @@
+"""`queuepulse rebuild-rollups`: rewrite the interval rollup from the stored events, day by day."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import date
+
+
+def add_rebuild_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from",
+        dest="first",
+        type=date.fromisoformat,
+        help="first local day, YYYY-MM-DD (default: the first day with events)",
+    )
+    parser.add_argument(
+        "--to", dest="last", type=date.fromisoformat, help="last local day, included (default: today)"
+    )
+
+
+async def _rebuild(args: argparse.Namespace) -> str:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.core.window import Window
+    from app.db.embedded import database_url
+    from app.db.migrate import run_migrations
+    from app.db.rollup import rebuild_command
+    from app.db.targets import load_targets
+    from app.main import target_book, window_config
+    from app.settings import Settings
+
+    settings = Settings()
+    url = database_url(settings)
+    run_migrations(url)
+    engine = create_async_engine(url)
+    try:
+        # The service's own configuration and targets, stored ones included, so the rows match live.
+        targets = target_book(settings)
+        await load_targets(engine, targets)
+        config = window_config(settings)
+        return await rebuild_command(
+            engine, lambda: Window(config, targets), args.first, args.last, time.time()
+        )
+    finally:
+        await engine.dispose()
+
+
+def cmd_rebuild_rollups(args: argparse.Namespace) -> int:
+    print(asyncio.run(_rebuild(args)))
+    return 0
