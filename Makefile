@@ -28,7 +28,29 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy app
 
-test: lint typecheck
+# The Prometheus tests run Debian's prometheus and promtool; installed only when missing.
+.PHONY: prometheus-tools
+prometheus-tools:
+	sh scripts/ensure-apt.sh prometheus:prometheus promtool:prometheus
+
+# `make bench`: wrk from Debian, Locust and py-spy from the bench extra; writes loadtests/RESULTS.md.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+.PHONY: bench
+bench: $(BENCH_STAMP)
+	sh scripts/ensure-apt.sh wrk:wrk
+	$(BIN)/python -m loadtests.bench
+
+# The browser tests drive Debian's Chromium through Playwright (never a downloaded browser).
+.PHONY: browser-tools
+browser-tools:
+	sh scripts/ensure-apt.sh /usr/bin/chromium:chromium
+
+test: lint typecheck prometheus-tools browser-tools
 	$(BIN)/pytest -q
 
 clean:

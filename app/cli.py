@@ -8,7 +8,11 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 
+from app.asterisk import follower
+from app.retention import add_prune_arguments, cmd_prune
+from app.rollup_cli import add_rebuild_arguments, cmd_rebuild_rollups
 from app.settings import Settings
+from app.simulate import add_simulate_arguments, cmd_simulate
 
 # Where sources post events, and how they authenticate; the curl example printed by `run` uses these.
 INGEST_PATH = "/v1/events"
@@ -52,9 +56,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     base_url = f"http://{host}:{port}"
     print(f"queuepulse serving on {base_url}")
-    print(f"ingest token: {token}")
+    # A configured token is a secret the operator already has: it stays out of the output (and the logs).
+    shown = token if settings.token("ingest") is None else "<the configured ingest token>"
+    print(f"ingest token: {shown}")
     print("post an event:")
-    print(curl_example(base_url, token), flush=True)
+    print(curl_example(base_url, shown), flush=True)
     # One worker only: the live window lives in the process's memory.
     uvicorn.run(
         "app.main:create_app",
@@ -97,6 +103,18 @@ Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
     "run": ("migrate the database and serve the API", _add_run, cmd_run),
     "migrate": ("upgrade the database schema to the latest revision", _add_migrate, cmd_migrate),
+    "follow-queue-log": (
+        "tail an Asterisk queue_log into the service",
+        follower.add_arguments,
+        follower.command,
+    ),
+    "prune": ("delete events older than N days (retention)", add_prune_arguments, cmd_prune),
+    "simulate": ("post a live demo stream of calls and tickets", add_simulate_arguments, cmd_simulate),
+    "rebuild-rollups": (
+        "rewrite the history reports' interval rollup from the stored events",
+        add_rebuild_arguments,
+        cmd_rebuild_rollups,
+    ),
 }
 
 

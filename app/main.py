@@ -11,15 +11,24 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.api import events, health, kpis
+from app.api import bench, events, health, kpis, reports, screens
+from app.api.asterisk import router as asterisk_router
 from app.api.deps import Services, Tokens
+from app.api.limits import BodySizeLimit
+from app.api.metrics import router as metrics_router
+from app.api.targets import live
+from app.api.targets import router as targets_router
 from app.core.events import Channel
 from app.core.kpis import Target
 from app.core.targets import TargetBook
 from app.core.window import Window, WindowConfig
 from app.db.embedded import database_url
+from app.db.rebuild import heal_after_failed_commits
 from app.db.replay import replay
+from app.db.rollup import RollupWriter
+from app.db.targets import load_targets
 from app.db.writer import GroupCommitWriter
+from app.metrics import IngestTimer, Metrics
 from app.settings import Settings
 
 log = logging.getLogger("queuepulse")
@@ -57,16 +66,25 @@ async def _replay_then_open(services: Services) -> None:
     while True:
         started = time.perf_counter()
         try:
-            services.replayed_events = await replay(services.engine, services.window, services.clock())
+            # Stored targets first: they decide which starts were within threshold during replay.
+            await load_targets(services.engine, services.targets)
+            # Into a fresh window, so a replay cut short by the database is retried from nothing.
+            fresh = Window(services.window.config, services.targets)
+            services.replayed_events = await replay(services.engine, fresh, services.clock())
+            services.window.adopt(fresh)
         except Exception as error:
             log.warning("replay failed, retrying: %s: %s", type(error).__name__, error)
             await asyncio.sleep(REPLAY_RETRY_SECONDS)
             continue
         services.replay_seconds = time.perf_counter() - started
         break
+    if services.rollup is not None:
+        services.rollup.open(services.clock())
+        services.rollup.start()
     services.writer.start()
     services.ready = True
     log.info("ready: replayed %d events in %.2f s", services.replayed_events, services.replay_seconds)
+    await heal_after_failed_commits(live(services))
 
 
 def create_app(settings: Settings | None = None, clock: Callable[[], float] = time.time) -> FastAPI:
@@ -79,6 +97,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], float] = ti
         )
         targets = target_book(settings)
         window = Window(window_config(settings), targets)
+        metrics = Metrics(settings)
         writer = GroupCommitWriter(
             engine,
             on_commit=window.apply_many,
@@ -86,6 +105,8 @@ def create_app(settings: Settings | None = None, clock: Callable[[], float] = ti
             max_batch=settings.writer_max_batch,
             queue_limit=settings.writer_queue_limit,
             clock=clock,
+            on_flush=metrics.flushed,
+            on_request=metrics.committed,
         )
         services = Services(
             settings=settings,
@@ -94,9 +115,16 @@ def create_app(settings: Settings | None = None, clock: Callable[[], float] = ti
             targets=targets,
             writer=writer,
             tokens=Tokens(
-                ingest=settings.resolved_ingest_token(), read=settings.read_token, admin=settings.admin_token
+                ingest=settings.resolved_ingest_token(),
+                read=settings.token("read"),
+                admin=settings.token("admin"),
             ),
             clock=clock,
+            metrics=metrics,
+        )
+        metrics.watch(services)
+        services.rollup = RollupWriter(
+            engine, window, lambda: Window(window_config(settings), targets), clock=clock
         )
         app.state.services = services
         opening = asyncio.create_task(_replay_then_open(services), name="replay")
@@ -108,6 +136,8 @@ def create_app(settings: Settings | None = None, clock: Callable[[], float] = ti
                 await opening
             if services.ready:
                 await writer.close()
+                if services.rollup is not None:
+                    await services.rollup.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -116,7 +146,16 @@ def create_app(settings: Settings | None = None, clock: Callable[[], float] = ti
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(IngestTimer)
     app.include_router(events.router)
+    app.include_router(targets_router)
     app.include_router(kpis.router)
     app.include_router(health.router)
+    app.include_router(asterisk_router)
+    app.include_router(reports.router)
+    app.include_router(screens.router)
+    app.include_router(metrics_router)
+    if settings.bench_endpoints:
+        app.include_router(bench.router)
     return app

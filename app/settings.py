@@ -25,9 +25,16 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     host: str = "127.0.0.1"
     port: int = 8000
-    ingest_token: str | None = None
-    read_token: str | None = None
-    admin_token: str | None = None
+    # Tokens come from these or from the files the *_token_file settings name (Docker/Kubernetes secrets);
+    # repr=False keeps them out of any log line that prints the settings.
+    ingest_token: str | None = Field(default=None, repr=False)
+    read_token: str | None = Field(default=None, repr=False)
+    admin_token: str | None = Field(default=None, repr=False)
+    ingest_token_file: Path | None = None
+    read_token_file: Path | None = None
+    admin_token_file: Path | None = None
+    # Events older than this many days are deleted by `queuepulse prune`; None keeps them forever.
+    retention_days: int | None = Field(default=None, ge=1)
     time_zone: str = "Europe/Copenhagen"
 
     phone_threshold_seconds: float = 60.0
@@ -54,11 +61,14 @@ class Settings(BaseSettings):
     writer_max_batch: int = 2000
     writer_queue_limit: int = 50_000
     database_pool_size: int = 5
+    # Mounts /bench/* ceiling endpoints for `make bench`; never on in production.
+    bench_endpoints: bool = False
 
     def resolved_ingest_token(self) -> str:
         """The configured ingest token, or one generated once and kept in the data directory."""
-        if self.ingest_token:
-            return self.ingest_token
+        configured = self.token("ingest")
+        if configured:
+            return configured
         path = self.data_dir / "ingest_token"
         if path.exists():
             return path.read_text().strip()
@@ -67,3 +77,11 @@ class Settings(BaseSettings):
         path.write_text(token + "\n")
         path.chmod(0o600)
         return token
+
+    def token(self, scope: Literal["ingest", "read", "admin"]) -> str | None:
+        """A scope's token: the variable itself, else the file it names; None (or empty) means not set."""
+        value: str | None = getattr(self, f"{scope}_token")
+        path: Path | None = getattr(self, f"{scope}_token_file")
+        if not value and path is not None:
+            value = path.read_text().strip()
+        return value or None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from app.api.auth import RequireIngest
 from app.api.deps import RequireReady, ServicesDep
+from app.api.limits import queue_cap_issues
 from app.api.schemas import (
     EventIn,
     IngestResult,
@@ -35,10 +37,34 @@ def _issues(error: ValidationError, batch: bool) -> list[ValidationIssue]:
         assert index is None or isinstance(index, int)
         field = ".".join(str(part) for part in location) or None
         message = str(item["msg"]).removeprefix("Value error, ")
-        if field is None and ": " in message:
+        # Only the schema's own cross-field checks say "field: message"; a parser's message is no field.
+        if field is None and item["type"] == "value_error" and ": " in message:
             field, _, message = message.partition(": ")
         issues.append(ValidationIssue(index=index, field=field, message=message))
     return issues
+
+
+def _located(error: ValidationError, body: bytes, batch: bool) -> ValidationError:
+    """The field-by-field errors of a body the strict JSON parser refused as a whole, when there are any.
+
+    JSON's grammar allows a lone surrogate escape ("\\ud800"), which the fast parser rejects without
+    saying where; the standard library reads it, so the schema can name the index and field. A body
+    only the lenient parser accepts is still refused.
+    """
+    if not any(item["type"] == "json_invalid" for item in error.errors(include_url=False)):
+        return error
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return error
+    try:
+        if batch:
+            event_batch.validate_python(data)
+        else:
+            single_event.validate_python(data)
+    except ValidationError as located:
+        return located
+    return error
 
 
 def _rejected(issues: list[ValidationIssue]) -> Response:
@@ -87,7 +113,7 @@ async def post_events(request: Request, services: ServicesDep) -> Response:
             event_batch.validate_json(body) if batch else [single_event.validate_json(body)]
         )
     except ValidationError as error:
-        return _rejected(_issues(error, batch))
+        return _rejected(_issues(_located(error, body, batch), batch))
     if len(events) > services.settings.max_batch:
         return _rejected(
             [
@@ -101,8 +127,18 @@ async def post_events(request: Request, services: ServicesDep) -> Response:
     late = future_issues(events, datetime.now(UTC), services.settings.max_future_seconds)
     if late:
         return _rejected(late)
+    stored = [event.to_core() for event in events]
+    if len(services.queues) < len(services.window.series):
+        services.queues.update(services.window.series)
+    capped = queue_cap_issues(
+        ((index if batch else None, event.channel, event.queue) for index, event in enumerate(stored)),
+        services.queues,
+        services.settings.max_queues,
+    )
+    if capped:
+        return _rejected(capped)
     try:
-        accepted, duplicates = await services.writer.submit([event.to_core() for event in events])
+        accepted, duplicates = await services.writer.submit(stored)
     except Backpressure:
         return _unavailable("ingest queue is full; retry shortly")
     except StoreUnavailable as error:

@@ -61,6 +61,7 @@ class EventIn(BaseModel):
     resolved: bool | None = None
     to_queue: Slug | None = None
     source: Text64 | None = None
+    reason: Text64 | None = None
 
     @model_validator(mode="after")
     def _fields_fit_type(self) -> EventIn:
@@ -73,6 +74,8 @@ class EventIn(BaseModel):
             raise ValueError("wait_seconds: must be a finite number")
         if self.resolved is not None and step is not Step.FINISH:
             raise ValueError("resolved: only allowed on finish events")
+        if self.reason is not None and step is not Step.LEAVE:
+            raise ValueError("reason: only allowed on leave events")
         if self.to_queue is not None and self.type != "call.transferred":
             raise ValueError("to_queue: only allowed on call.transferred")
         if self.ticket_number is not None and not self.type.startswith("ticket."):
@@ -95,6 +98,7 @@ class EventIn(BaseModel):
             resolved=self.resolved,
             to_queue=self.to_queue,
             source=self.source,
+            reason=self.reason,
         )
 
 

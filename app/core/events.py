@@ -52,6 +52,8 @@ class Event:
     resolved: bool | None = None
     to_queue: str | None = None
     source: str | None = None
+    # Why a contact left the queue, as the source names it (Asterisk: ABANDON, EXITWITHTIMEOUT, ...).
+    reason: str | None = None
 
     @property
     def channel(self) -> Channel:

@@ -58,6 +58,8 @@ class Tally:
         self.transferred += sign * other.transferred
         self.handled += sign * other.handled
         self.handle_sum += sign * other.handle_sum
+        if not other.wait_bins:
+            return
         bins = self.wait_bins
         for key, count in other.wait_bins.items():
             merged = bins.get(key, 0) + sign * count
@@ -79,7 +81,8 @@ class Tally:
 
 def wait_percentile(bins: dict[int, int], total: int, fraction: float) -> float | None:
     """Nearest-rank percentile from whole-second bins; reports the bin's lower edge (error < 1 s)."""
-    if total <= 0:
+    # No bins for counted starts: totals read back from the history rollup, which keeps no waits per second.
+    if total <= 0 or not bins:
         return None
     rank = max(1, -(-int(total * fraction * 1_000_000) // 1_000_000))
     seen = 0

@@ -8,6 +8,7 @@ the time it happened, in the queue named by the event that carries it.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ SECOND_BUCKETS_KEPT = 3600 + 120
 # Interval tallies are kept for today and yesterday (the longest day is 25 hours).
 INTERVALS_KEPT_SECONDS = 2 * 25 * 3600
 RECENT_CALLS_KEPT = 50
+# Dropping old per-second buckets means scanning them all; every ten minutes keeps that off the hot path
+# and at most ten minutes' more buckets in memory.
+PRUNE_EVERY_SECONDS = 600
 
 DATA_QUALITY_KEYS = (
     "duplicates",
@@ -68,6 +72,8 @@ class _Contact:
     leave_counted: bool = False
     handle_counted: bool = False
     waiting_since: float | None = None
+    # Left "waiting now" after max_wait: reported as expired, so not also as unfinished when forgotten.
+    expired: bool = False
     closed: bool = False
     ticket_number: str | None = None
 
@@ -89,6 +95,16 @@ class _Series:
         default_factory=lambda: {name: _Rolling(width) for name, width in ROLLING_SECONDS.items()}
     )
     waiting: list[float] = field(default_factory=list)
+    # Interval starts changed since the rollup writer last took them (see Window.take_dirty).
+    dirty: set[int] = field(default_factory=set)
+    # Never slid nor pruned, so every count only grows: what Prometheus counters are made of.
+    lifetime: Tally = field(default_factory=Tally)
+    # Started contacts' waits by whole seconds rounded UP: "waited at most N s" is exact for every whole N.
+    lifetime_waits: dict[int, int] = field(default_factory=dict)
+    # The sum of today's interval tallies, kept by count() so a snapshot does not add up a day of
+    # intervals (with their wait histograms) on every read; rebuilt from the intervals when the day turns.
+    today: Tally = field(default_factory=Tally)
+    today_bounds: tuple[int, int] = (0, 0)
 
     def bucket(self, at: float) -> tuple[int, Tally, Tally]:
         second = int(at // 1)
@@ -96,6 +112,7 @@ class _Series:
         if tally is None:
             tally = self.seconds[second] = Tally()
         start = interval_start(at)
+        self.dirty.add(start)
         interval = self.intervals.get(start)
         if interval is None:
             interval = self.intervals[start] = Tally()
@@ -104,7 +121,12 @@ class _Series:
     def count(self, at: float, change: Tally) -> None:
         second, tally, interval = self.bucket(at)
         tally.add(change)
+        self.lifetime.add(change)
         interval.add(change)
+        first, end = self.today_bounds
+        start = interval_start(at)
+        if first <= start < end and (start - first) % INTERVAL_SECONDS == 0:
+            self.today.add(change)
         for rolling in self.rolling.values():
             if rolling.head - rolling.width < second <= rolling.head:
                 rolling.total.add(change)
@@ -132,6 +154,11 @@ class _Series:
 
     def prune(self, now: float) -> None:
         oldest_second = int(now) - SECOND_BUCKETS_KEPT
+        for rolling in self.rolling.values():
+            # Windows slide only when read; one not read lately may still hold seconds pruned here,
+            # so it is recomputed from the kept seconds at its next read.
+            if rolling.head - rolling.width < oldest_second:
+                rolling.head = -(10**12)
         for second in [s for s in self.seconds if s <= oldest_second]:
             del self.seconds[second]
         oldest_interval = now - INTERVALS_KEPT_SECONDS
@@ -233,6 +260,7 @@ class Window:
             return
         if now - event.at > self.config.max_wait_seconds:
             self.data_quality["expired"] += 1
+            contact.expired = True
             return
         contact.waiting_since = event.at
         series.add_waiting(event.at)
@@ -304,7 +332,10 @@ class Window:
                 threshold = self.targets(contact.channel, start.queue).threshold_seconds
                 change = Tally()
                 change.add_start(wait, wait <= threshold)
-                self._series(contact.channel, start.queue).count(start.at, change)
+                series = self._series(contact.channel, start.queue)
+                series.count(start.at, change)
+                key = math.ceil(wait)
+                series.lifetime_waits[key] = series.lifetime_waits.get(key, 0) + 1
         if leave is not None and not contact.leave_counted:
             wait = self._wait(contact, leave)
             if wait is not None:
@@ -341,11 +372,8 @@ class Window:
         return start, end
 
     def housekeep(self, now: float) -> None:
-        """Slide the windows, expire long waits, forget old contacts and buckets."""
+        """Expire long waits, forget old contacts and buckets; the rolling windows slide when read."""
         self._next_housekeep = now + 1.0
-        now_second = int(now // 1)
-        for series in self.series.values():
-            series.advance(now_second)
         cutoff = now - self.config.max_wait_seconds
         for (channel, queue), series in self.series.items():
             expired = bisect.bisect_left(series.waiting, cutoff)
@@ -361,19 +389,21 @@ class Window:
                         and contact.waiting_since < cutoff
                     ):
                         contact.waiting_since = None
+                        contact.expired = True
         while self._closed_order and self._closed_order[0][0] <= now:
             _, key = self._closed_order.popleft()
             closed = self.contacts.get(key)
             if closed is not None and closed.closed:
                 del self.contacts[key]
-        while self._open_order and self._open_order[0][0] <= now:
+        # Strictly after the deadline: a contact expires when it has waited longer than max_wait, not as long.
+        while self._open_order and self._open_order[0][0] < now:
             _, key = self._open_order.popleft()
             stale = self.contacts.get(key)
             if stale is None or stale.closed:
                 continue
             self._forget_open(stale)
             del self.contacts[key]
-        minute = int(now // 60)
+        minute = int(now // PRUNE_EVERY_SECONDS)
         if minute != self._pruned_minute:
             self._pruned_minute = minute
             for series in self.series.values():
@@ -385,7 +415,7 @@ class Window:
             self.data_quality["expired"] += 1
         elif contact.arrived_at is None:
             self.data_quality["orphans"] += 1
-        else:
+        elif not contact.expired:
             self.data_quality["unfinished"] += 1
         self.version += 1
 
@@ -393,14 +423,19 @@ class Window:
 
     def _window_tally(self, series: _Series, window: WindowName, now: float) -> Tally:
         if window != "today":
+            # Sliding here rather than every second in housekeep: replay and idle hours pay nothing.
+            series.advance(int(now // 1))
             return series.rolling[window].total
         start, end = self.today_bounds(now)
-        total = Tally()
-        for interval in range(int(start), int(end), INTERVAL_SECONDS):
-            tally = series.intervals.get(interval)
-            if tally is not None:
-                total.add(tally)
-        return total
+        bounds = (int(start), int(end))
+        if series.today_bounds != bounds:
+            total = Tally()
+            for interval in range(bounds[0], bounds[1], INTERVAL_SECONDS):
+                tally = series.intervals.get(interval)
+                if tally is not None:
+                    total.add(tally)
+            series.today, series.today_bounds = total, bounds
+        return series.today
 
     def _window_hours(self, window: WindowName, now: float) -> float:
         if window != "today":
@@ -487,3 +522,46 @@ class Window:
 
     def queues(self) -> list[tuple[Channel, str]]:
         return sorted(self.series)
+
+    # ---- rollup -------------------------------------------------------------------------------
+
+    def take_dirty(self) -> set[tuple[Channel, str, int]]:
+        """The (channel, queue, interval start) tallies changed since the last call, and forget them."""
+        taken: set[tuple[Channel, str, int]] = set()
+        for (channel, queue), series in self.series.items():
+            if series.dirty:
+                taken.update((channel, queue, start) for start in series.dirty)
+                series.dirty = set()
+        return taken
+
+    def interval_tally(self, channel: Channel, queue: str, start: int) -> Tally | None:
+        """One queue's tally of one 15-minute interval, if the window still holds it."""
+        series = self.series.get((channel, queue))
+        return None if series is None else series.intervals.get(start)
+
+    def interval_tallies(self, since: float, until: float) -> list[tuple[Channel, str, int, Tally]]:
+        """Every queue's non-empty interval tallies starting in [since, until)."""
+        return [
+            (channel, queue, start, tally)
+            for (channel, queue), series in sorted(self.series.items())
+            for start, tally in sorted(series.intervals.items())
+            if since <= start < until and not tally.is_empty()
+        ]
+
+    # ---- rebuild ------------------------------------------------------------------------------
+
+    def adopt(self, rebuilt: Window) -> None:
+        """Take over the state of a window rebuilt by replay, keeping this object and its target lookup.
+
+        Readers and the writer hold this object, so a rebuild swaps its contents rather than the object;
+        the version only ever grows, so caches keyed on it never serve the old figures.
+        """
+        targets, version = self.targets, self.version
+        # Prometheus counters must never go back, so a queue's lifetime counts survive the swap.
+        for key, series in rebuilt.series.items():
+            kept = self.series.get(key)
+            if kept is not None:
+                series.lifetime, series.lifetime_waits = kept.lifetime, kept.lifetime_waits
+        vars(self).update(vars(rebuilt))
+        self.targets = targets
+        self.version = version + rebuilt.version + 1

@@ -11,7 +11,7 @@ from app.core.window import ROLLING_SECONDS, Window
 REPLAY_EVENTS = """
 SELECT event_id, type, contact_id, queue, extract(epoch from occurred_at)::float8,
        extract(epoch from received_at)::float8, agent, desk, ticket_number, wait_seconds, resolved,
-       to_queue, source
+       to_queue, source, reason
 FROM events
 WHERE received_at >= to_timestamp($1) OR occurred_at >= to_timestamp($1)
 ORDER BY id
@@ -50,6 +50,7 @@ async def replay(engine: AsyncEngine, window: Window, now: float) -> int:
                         resolved=row[10],
                         to_queue=row[11],
                         source=row[12],
+                        reason=row[13],
                     ),
                     row[5],
                 )

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Float,
     Identity,
+    Integer,
     MetaData,
     String,
     Table,
@@ -46,4 +47,43 @@ events = Table(
     Column("to_queue", String(64), nullable=True),
     Column("source", String(64), nullable=True),
     Column("reason", String(64), nullable=True),
+)
+
+# One row per channel, queue and 15-minute interval: the window's interval tally, written by
+# app/db/rollup.py, so history reports sum a few rows per queue and day instead of scanning events.
+interval_rollup = Table(
+    "interval_rollup",
+    metadata,
+    Column("channel", String(8), primary_key=True),
+    Column("queue", String(64), primary_key=True),
+    Column("interval_start", TIMESTAMP(timezone=True), primary_key=True, index=True),
+    *(
+        Column(name, Integer, nullable=False, server_default="0")
+        for name in (
+            "arrived",
+            "started",
+            "started_within",
+            "left",
+            "left_after_short",
+            "finished",
+            "served",
+            "resolved_first_contact",
+            "transferred",
+            "handled",
+        )
+    ),
+    Column("wait_sum", Float, nullable=False, server_default="0"),
+    Column("handle_sum", Float, nullable=False, server_default="0"),
+)
+
+# Per-queue targets set through PUT /v1/targets/{channel}/{queue}; they override the settings' defaults.
+targets = Table(
+    "targets",
+    metadata,
+    Column("channel", String(8), primary_key=True),
+    Column("queue", String(64), primary_key=True),
+    Column("threshold_seconds", Float, nullable=False),
+    Column("goal_pct", Float, nullable=False),
+    Column("formula", String(24), nullable=False),
+    Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,10 +20,10 @@ log = logging.getLogger(__name__)
 
 INSERT_EVENTS = """
 INSERT INTO events (event_id, type, channel, contact_id, queue, occurred_at, received_at,
-                    agent, desk, ticket_number, wait_seconds, resolved, to_queue, source)
+                    agent, desk, ticket_number, wait_seconds, resolved, to_queue, source, reason)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
                      $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::bool[],
-                     $13::text[], $14::text[])
+                     $13::text[], $14::text[], $15::text[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
@@ -54,10 +54,12 @@ class WriterStats:
 
 CommitHook = Callable[[list[Event], float], None]
 FlushHook = Callable[[int, float], None]
+# Per committed request: all its events, then those that were new (the rest were duplicates).
+RequestHook = Callable[[Sequence[Event], list[Event]], None]
 
 
 def _columns(events: Sequence[Event], received_at: datetime) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(14)]
+    columns: list[list[Any]] = [[] for _ in range(15)]
     (
         ids,
         types,
@@ -73,6 +75,7 @@ def _columns(events: Sequence[Event], received_at: datetime) -> list[list[Any]]:
         resolved,
         to_queues,
         sources,
+        reasons,
     ) = columns
     for event in events:
         ids.append(event.event_id)
@@ -89,6 +92,7 @@ def _columns(events: Sequence[Event], received_at: datetime) -> list[list[Any]]:
         resolved.append(event.resolved)
         to_queues.append(event.to_queue)
         sources.append(event.source)
+        reasons.append(event.reason)
     return columns
 
 
@@ -101,10 +105,13 @@ class GroupCommitWriter:
     queue_limit: int = 50_000
     clock: Callable[[], float] = time.time
     on_flush: FlushHook | None = None
+    on_request: RequestHook | None = None
     stats: WriterStats = field(default_factory=WriterStats)
     _pending: deque[_Request] = field(default_factory=deque)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # Held for each flush; paused() takes it so nothing commits while the window is rebuilt.
+    _gate: asyncio.Lock = field(default_factory=asyncio.Lock)
     _closing: bool = False
     _task: asyncio.Task[None] | None = None
 
@@ -126,6 +133,12 @@ class GroupCommitWriter:
         # The flush goes on if the client disconnects: its outcome still reaches the window.
         return await asyncio.shield(future)
 
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold commits (after the one in progress) for the duration; submissions queue meanwhile."""
+        async with self._gate:
+            yield
+
     async def close(self) -> None:
         """Refuse new work, finish what was accepted, then stop."""
         self._closing = True
@@ -146,7 +159,8 @@ class GroupCommitWriter:
                     request = self._pending.popleft()
                     batch.append(request)
                     rows += len(request.events)
-                await self._flush(batch, rows)
+                async with self._gate:
+                    await self._flush(batch, rows)
             self._idle.set()
 
     async def _flush(self, batch: list[_Request], rows: int) -> None:
@@ -177,6 +191,8 @@ class GroupCommitWriter:
             duplicates = len(request.events) - len(new)
             self.on_commit(new, now)
             self.on_duplicates(duplicates)
+            if self.on_request is not None:
+                self.on_request(request.events, new)
             if not request.future.done():
                 request.future.set_result((len(new), duplicates))
         if self.on_flush is not None:
