@@ -60,7 +60,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     shown = token if settings.token("ingest") is None else "<the configured ingest token>"
     print(f"ingest token: {shown}")
     print("post an event:")
-    print(curl_example(base_url, shown), flush=True)
+    print(curl_example(base_url, shown))
+    print(f"wallboard: {base_url}/screens/wallboard  lobby: {base_url}/screens/lobby")
+    print(f"reports: {base_url}/reports  metrics: {base_url}/metrics")
+    print(f"live demo feed: .venv/bin/queuepulse simulate --url {base_url} --token {shown}", flush=True)
     # One worker only: the live window lives in the process's memory.
     uvicorn.run(
         "app.main:create_app",
