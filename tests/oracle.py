@@ -133,10 +133,19 @@ def _status(value: float | None, goal: float, margin: float) -> str:
     return "warning" if goal - value < margin else "breach"
 
 
+def _reported_wait(wait: float) -> float:
+    """A wait as the README says percentiles report it: rounded down to a whole second below two
+    minutes, to 5 s below ten minutes, to 30 s below an hour, to 5 minutes below four hours, else 4 h."""
+    for upper, step, origin in ((120, 1, 0), (600, 5, 120), (3600, 30, 600), (14400, 300, 3600)):
+        if wait < upper:
+            return origin + math.floor((wait - origin) / step) * step
+    return 14400.0
+
+
 def _nearest_rank(values: list[float], percent: int) -> float | None:
     if not values:
         return None
-    ordered = sorted(math.floor(value) for value in values)
+    ordered = sorted(_reported_wait(value) for value in values)
     rank = max(1, -(-len(ordered) * percent // 100))
     return float(ordered[rank - 1])
 

@@ -9,8 +9,39 @@ Formula = Literal["offered", "answered", "abandons_excluded"]
 FORMULAS: tuple[Formula, ...] = ("offered", "answered", "abandons_excluded")
 Status = Literal["ok", "warning", "breach", "no_data"]
 
-# Waits are kept in whole-second histogram bins, so reported percentiles err by less than one second.
-WAIT_BIN_SECONDS = 1
+# Waits go into a fixed set of histogram bins, whole seconds where targets live and wider beyond, so a
+# percentile costs the same at ten events as at a million. Each (up to, width) step below: a reported
+# percentile is its bin's lower edge, so it errs by less than the width (1 s up to 2 minutes, 5 s up to
+# 10 minutes, 30 s up to an hour, 5 minutes beyond). Counts against thresholds never use these bins.
+WAIT_BIN_STEPS: tuple[tuple[float, float], ...] = ((120, 1), (600, 5), (3600, 30), (14400, 300))
+
+
+def _bin_edges() -> list[float]:
+    edges: list[float] = []
+    lower = 0.0
+    for upper, width in WAIT_BIN_STEPS:
+        while lower < upper:
+            edges.append(lower)
+            lower += width
+    edges.append(lower)  # the open-ended last bin: waits of four hours and more
+    return edges
+
+
+WAIT_BIN_LOWER_EDGES: tuple[float, ...] = tuple(_bin_edges())
+_LAST_BIN = len(WAIT_BIN_LOWER_EDGES) - 1
+
+
+def wait_bin(wait: float) -> int:
+    """The histogram bin of a wait in seconds (see WAIT_BIN_STEPS)."""
+    if wait < 120:
+        return int(wait)
+    if wait < 600:
+        return 120 + int((wait - 120) // 5)
+    if wait < 3600:
+        return 216 + int((wait - 600) // 30)
+    if wait < 14400:
+        return 316 + int((wait - 3600) // 300)
+    return _LAST_BIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,22 +106,36 @@ class Tally:
         self.started += 1
         self.started_within += within
         self.wait_sum += wait
-        key = int(wait // WAIT_BIN_SECONDS)
+        key = wait_bin(wait)
         self.wait_bins[key] = self.wait_bins.get(key, 0) + 1
 
 
-def wait_percentile(bins: dict[int, int], total: int, fraction: float) -> float | None:
-    """Nearest-rank percentile from whole-second bins; reports the bin's lower edge (error < 1 s)."""
-    # No bins for counted starts: totals read back from the history rollup, which keeps no waits per second.
+def _rank(total: int, fraction: float) -> int:
+    return max(1, -(-int(total * fraction * 1_000_000) // 1_000_000))
+
+
+def wait_percentiles(bins: dict[int, int], total: int, fractions: tuple[float, ...]) -> list[float | None]:
+    """Nearest-rank percentiles in one pass over the fixed bins; each is its bin's lower edge."""
+    # No bins for counted starts: totals read back from the history rollup, which keeps no histogram.
     if total <= 0 or not bins:
-        return None
-    rank = max(1, -(-int(total * fraction * 1_000_000) // 1_000_000))
+        return [None] * len(fractions)
+    ranks = [_rank(total, fraction) for fraction in fractions]
+    found: list[float | None] = [None] * len(fractions)
+    pending = 0
     seen = 0
-    for key in sorted(bins):
-        seen += bins[key]
-        if seen >= rank:
-            return float(key * WAIT_BIN_SECONDS)
-    return float(max(bins) * WAIT_BIN_SECONDS)
+    get = bins.get
+    for key, edge in enumerate(WAIT_BIN_LOWER_EDGES):
+        seen += get(key, 0)
+        while pending < len(ranks) and seen >= ranks[pending]:
+            found[pending] = edge
+            pending += 1
+        if pending == len(ranks):
+            break
+    return found
+
+
+def wait_percentile(bins: dict[int, int], total: int, fraction: float) -> float | None:
+    return wait_percentiles(bins, total, (fraction,))[0]
 
 
 def service_level(tally: Tally, waiting_past_threshold: int, formula: Formula) -> float | None:
@@ -143,8 +188,7 @@ def kpi(
     """The KPI object the API and the screens show, with `null` wherever there is nothing to divide."""
     level = service_level(tally, waiting_past_threshold, target.formula)
     fcr = _ratio_pct(tally.resolved_first_contact, tally.served)
-    p50 = wait_percentile(tally.wait_bins, tally.started, 0.5)
-    p90 = wait_percentile(tally.wait_bins, tally.started, 0.9)
+    p50, p90 = wait_percentiles(tally.wait_bins, tally.started, (0.5, 0.9))
     return {
         "arrived": tally.arrived,
         "started": tally.started,

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from app.core.clock import INTERVAL_SECONDS, day_bounds, interval_start, local_date
-from app.core.events import TRANSFER_TYPES, UNSERVED_FINISH_TYPES, Channel, Event, Step
-from app.core.kpis import Tally, Target, kpi
+from app.core.events import EVENT_TYPES, TRANSFER_TYPES, UNSERVED_FINISH_TYPES, Channel, Event, Step
+from app.core.kpis import Tally, Target, kpi, wait_bin
 
 WindowName = Literal["15m", "1h", "today"]
 ROLLING_SECONDS: dict[str, int] = {"15m": 900, "1h": 3600}
@@ -95,6 +95,7 @@ class _Series:
         default_factory=lambda: {name: _Rolling(width) for name, width in ROLLING_SECONDS.items()}
     )
     waiting: list[float] = field(default_factory=list)
+    rollings: tuple[_Rolling, ...] = field(init=False)
     # Interval starts changed since the rollup writer last took them (see Window.take_dirty).
     dirty: set[int] = field(default_factory=set)
     # Never slid nor pruned, so every count only grows: what Prometheus counters are made of.
@@ -106,30 +107,35 @@ class _Series:
     today: Tally = field(default_factory=Tally)
     today_bounds: tuple[int, int] = (0, 0)
 
-    def bucket(self, at: float) -> tuple[int, Tally, Tally]:
-        second = int(at // 1)
-        tally = self.seconds.get(second)
-        if tally is None:
-            tally = self.seconds[second] = Tally()
+    def __post_init__(self) -> None:
+        self.rollings = tuple(self.rolling.values())
+
+    def tallies_at(self, at: float, seconds_floor: float) -> list[Tally]:
+        """Every tally an outcome at `at` counts in: its second, its interval, the running totals.
+
+        The caller adds to each directly: a handful of field increments per outcome is the whole cost
+        of applying an event, which start-up replay and batch ingest pay a million times. Seconds below
+        `seconds_floor` can never be read by a rolling window again, so they get no per-second tally.
+        """
         start = interval_start(at)
         self.dirty.add(start)
         interval = self.intervals.get(start)
         if interval is None:
             interval = self.intervals[start] = Tally()
-        return second, tally, interval
-
-    def count(self, at: float, change: Tally) -> None:
-        second, tally, interval = self.bucket(at)
-        tally.add(change)
-        self.lifetime.add(change)
-        interval.add(change)
+        tallies = [interval, self.lifetime]
         first, end = self.today_bounds
-        start = interval_start(at)
-        if first <= start < end and (start - first) % INTERVAL_SECONDS == 0:
-            self.today.add(change)
-        for rolling in self.rolling.values():
-            if rolling.head - rolling.width < second <= rolling.head:
-                rolling.total.add(change)
+        if first <= start < end:
+            tallies.append(self.today)
+        if at >= seconds_floor:
+            second = int(at // 1)
+            tally = self.seconds.get(second)
+            if tally is None:
+                tally = self.seconds[second] = Tally()
+            tallies.append(tally)
+            for rolling in self.rollings:
+                if rolling.head - rolling.width < second <= rolling.head:
+                    tallies.append(rolling.total)
+        return tallies
 
     def advance(self, now_second: int) -> None:
         for rolling in self.rolling.values():
@@ -174,10 +180,6 @@ class _Series:
             del self.waiting[index]
 
 
-def _one(**counts: Any) -> Tally:
-    return Tally(**counts)
-
-
 class Window:
     """The in-memory KPI state. Pure: the caller passes `now` (Unix seconds) to every call."""
 
@@ -195,13 +197,21 @@ class Window:
         self._pruned_minute = 0
         self._next_housekeep = 0.0
         self._today: tuple[float, float] = (0.0, 0.0)
+        # No outcome older than this can enter a rolling window again (see replay_until).
+        self._seconds_floor = 0.0
+        self._last_series: tuple[Channel, str, _Series] | None = None
 
     # ---- ingest -------------------------------------------------------------------------------
+
+    def replay_until(self, now: float) -> None:
+        """Announce that the events about to be applied lead up to `now`, the first time to be read."""
+        self._seconds_floor = max(self._seconds_floor, now - SECOND_BUCKETS_KEPT)
 
     def apply(self, event: Event, now: float) -> None:
         if now >= self._next_housekeep:
             self.housekeep(now)
-        channel, step = event.channel, event.step
+            self._seconds_floor = max(self._seconds_floor, now - SECOND_BUCKETS_KEPT)
+        channel, step = EVENT_TYPES[event.type]
         key = (channel, event.contact_id)
         contact = self.contacts.get(key)
         if contact is None:
@@ -209,7 +219,10 @@ class Window:
             self._open_order.append((now + self.config.max_wait_seconds, key))
         if event.at < now - self.config.late_after_seconds:
             self.data_quality["late"] += 1
-        if event.at < self.today_bounds(now)[0]:
+        day_start, day_end = self._today
+        if not day_start <= now < day_end:
+            day_start = self.today_bounds(now)[0]
+        if event.at < day_start:
             self.data_quality["before_today"] += 1
         self.version += 1
 
@@ -237,9 +250,14 @@ class Window:
             self.version += 1
 
     def _series(self, channel: Channel, queue: str) -> _Series:
+        last = self._last_series
+        # One contact's events mostly name one queue: a one-entry cache spares most lookups.
+        if last is not None and last[1] == queue and last[0] is channel:
+            return last[2]
         series = self.series.get((channel, queue))
         if series is None:
             series = self.series[(channel, queue)] = _Series()
+        self._last_series = (channel, queue, series)
         return series
 
     def _duplicate(self) -> None:
@@ -255,7 +273,8 @@ class Window:
         contact.arrive_queue = event.queue
         contact.ticket_number = event.ticket_number or contact.ticket_number
         series = self._series(contact.channel, event.queue)
-        series.count(event.at, _one(arrived=1))
+        for tally in series.tallies_at(event.at, self._seconds_floor):
+            tally.arrived += 1
         if contact.start or contact.leave or contact.finish:
             return
         if now - event.at > self.config.max_wait_seconds:
@@ -301,15 +320,13 @@ class Window:
         self._stop_waiting(contact)
         served = event.type not in UNSERVED_FINISH_TYPES
         transferred = event.type in TRANSFER_TYPES
-        self._series(contact.channel, event.queue).count(
-            event.at,
-            _one(
-                finished=1,
-                served=int(served),
-                transferred=int(transferred),
-                resolved_first_contact=int(served and not transferred and event.resolved is True),
-            ),
-        )
+        resolved = served and not transferred and event.resolved is True
+        series = self._series(contact.channel, event.queue)
+        for tally in series.tallies_at(event.at, self._seconds_floor):
+            tally.finished += 1
+            tally.served += served
+            tally.transferred += transferred
+            tally.resolved_first_contact += resolved
 
     def _wait(self, contact: _Contact, event: Event) -> float | None:
         if event.wait_seconds is not None:
@@ -329,21 +346,26 @@ class Window:
             wait = self._wait(contact, start)
             if wait is not None:
                 contact.start_counted = True
-                threshold = self.targets(contact.channel, start.queue).threshold_seconds
-                change = Tally()
-                change.add_start(wait, wait <= threshold)
+                within = wait <= self.targets(contact.channel, start.queue).threshold_seconds
+                key = wait_bin(wait)
                 series = self._series(contact.channel, start.queue)
-                series.count(start.at, change)
-                key = math.ceil(wait)
-                series.lifetime_waits[key] = series.lifetime_waits.get(key, 0) + 1
+                for tally in series.tallies_at(start.at, self._seconds_floor):
+                    tally.started += 1
+                    tally.started_within += within
+                    tally.wait_sum += wait
+                    bins = tally.wait_bins
+                    bins[key] = bins.get(key, 0) + 1
+                ceiling = math.ceil(wait)
+                series.lifetime_waits[ceiling] = series.lifetime_waits.get(ceiling, 0) + 1
         if leave is not None and not contact.leave_counted:
             wait = self._wait(contact, leave)
             if wait is not None:
                 contact.leave_counted = True
-                after_short = int(wait > self.config.short_abandon_seconds)
-                self._series(contact.channel, leave.queue).count(
-                    leave.at, _one(left=1, left_after_short=after_short)
-                )
+                after_short = wait > self.config.short_abandon_seconds
+                series = self._series(contact.channel, leave.queue)
+                for tally in series.tallies_at(leave.at, self._seconds_floor):
+                    tally.left += 1
+                    tally.left_after_short += after_short
         if (
             start is not None
             and finish is not None
@@ -351,9 +373,11 @@ class Window:
             and finish.type not in UNSERVED_FINISH_TYPES
         ):
             contact.handle_counted = True
-            self._series(contact.channel, finish.queue).count(
-                finish.at, _one(handled=1, handle_sum=max(0.0, finish.at - start.at))
-            )
+            handle = max(0.0, finish.at - start.at)
+            series = self._series(contact.channel, finish.queue)
+            for tally in series.tallies_at(finish.at, self._seconds_floor):
+                tally.handled += 1
+                tally.handle_sum += handle
 
     @staticmethod
     def _is_complete(contact: _Contact) -> bool:
@@ -376,7 +400,10 @@ class Window:
         self._next_housekeep = now + 1.0
         cutoff = now - self.config.max_wait_seconds
         for (channel, queue), series in self.series.items():
-            expired = bisect.bisect_left(series.waiting, cutoff)
+            waiting = series.waiting
+            if not waiting or waiting[0] >= cutoff:
+                continue
+            expired = bisect.bisect_left(waiting, cutoff)
             if expired:
                 del series.waiting[:expired]
                 self.data_quality["expired"] += expired

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.events import Event
 from app.core.window import ROLLING_SECONDS, Window
 
 # Each event is applied with the time it was first received, so late and expiry counts come out as live.
+# The columns come in the order of Event's fields, so a row builds its Event positionally.
 REPLAY_EVENTS = """
-SELECT event_id, type, contact_id, queue, extract(epoch from occurred_at)::float8,
-       extract(epoch from received_at)::float8, agent, desk, ticket_number, wait_seconds, resolved,
-       to_queue, source, reason
+SELECT event_id, type, contact_id, queue, extract(epoch from occurred_at)::float8, agent, desk,
+       ticket_number, wait_seconds, resolved, to_queue, source, reason,
+       extract(epoch from received_at)::float8
 FROM events
 WHERE received_at >= to_timestamp($1) OR occurred_at >= to_timestamp($1)
 ORDER BY id
@@ -29,31 +32,32 @@ def replay_since(window: Window, now: float) -> float:
 async def replay(engine: AsyncEngine, window: Window, now: float) -> int:
     """Apply the stored events that bear on today and the rolling windows; returns how many."""
     count = 0
+    window.replay_until(now)
+    # A million new long-lived objects would trigger the cyclic collector over and over, each pass
+    # walking everything built so far: that tripled the replay's time. Collect once at the end, then
+    # freeze the survivors so later collections no longer walk the window at all.
+    gc.disable()
+    try:
+        count = await _apply_stored(engine, window, now)
+    finally:
+        gc.enable()
+        gc.collect()
+        gc.freeze()
+    window.housekeep(now)
+    return count
+
+
+async def _apply_stored(engine: AsyncEngine, window: Window, now: float) -> int:
+    count = 0
     async with engine.connect() as connection:
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
         async with driver.transaction(readonly=True):
-            cursor = driver.cursor(REPLAY_EVENTS, replay_since(window, now), prefetch=FETCH_ROWS)
-            async for row in cursor:
-                window.apply(
-                    Event(
-                        event_id=row[0],
-                        type=row[1],
-                        contact_id=row[2],
-                        queue=row[3],
-                        at=row[4],
-                        agent=row[6],
-                        desk=row[7],
-                        ticket_number=row[8],
-                        wait_seconds=row[9],
-                        resolved=row[10],
-                        to_queue=row[11],
-                        source=row[12],
-                        reason=row[13],
-                    ),
-                    row[5],
-                )
-                count += 1
-    window.housekeep(now)
+            cursor = await driver.cursor(REPLAY_EVENTS, replay_since(window, now))
+            apply = window.apply
+            while rows := await cursor.fetch(FETCH_ROWS):
+                for row in rows:
+                    apply(Event(*row[:13]), row[13])
+                count += len(rows)
     return count
