@@ -85,20 +85,21 @@ class EventIn(BaseModel):
         return self
 
     def to_core(self) -> Event:
+        # Positional, in Event's field order: ingest builds one per event on the hot path.
         return Event(
-            event_id=self.event_id,
-            type=self.type,
-            contact_id=self.contact_id,
-            queue=self.queue,
-            at=self.occurred_at.timestamp(),
-            agent=self.agent,
-            desk=self.desk,
-            ticket_number=self.ticket_number,
-            wait_seconds=self.wait_seconds,
-            resolved=self.resolved,
-            to_queue=self.to_queue,
-            source=self.source,
-            reason=self.reason,
+            self.event_id,
+            self.type,
+            self.contact_id,
+            self.queue,
+            self.occurred_at.timestamp(),
+            self.agent,
+            self.desk,
+            self.ticket_number,
+            self.wait_seconds,
+            self.resolved,
+            self.to_queue,
+            self.source,
+            self.reason,
         )
 
 

@@ -14,19 +14,28 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.events import Event
+from app.core.events import EVENT_TYPES, Event
 
 log = logging.getLogger(__name__)
 
+# Occurrence times travel as Unix seconds (a float array encodes far faster than datetimes) and every
+# row of one commit shares its received_at, so that is one parameter.
 INSERT_EVENTS = """
 INSERT INTO events (event_id, type, channel, contact_id, queue, occurred_at, received_at,
                     agent, desk, ticket_number, wait_seconds, resolved, to_queue, source, reason)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                     $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::bool[],
-                     $13::text[], $14::text[], $15::text[])
+SELECT event_id, type, channel, contact_id, queue, to_timestamp(occurred), $15::timestamptz,
+       agent, desk, ticket_number, wait_seconds, resolved, to_queue, source, reason
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::text[],
+            $8::text[], $9::text[], $10::float8[], $11::bool[], $12::text[], $13::text[], $14::text[])
+     AS batch(event_id, type, channel, contact_id, queue, occurred, agent, desk, ticket_number,
+              wait_seconds, resolved, to_queue, source, reason)
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
+
+
+# Two: while one commit waits for the disk the next batch inserts; more would only queue in Postgres.
+FLUSHES_IN_FLIGHT = 2
 
 
 class Backpressure(Exception):
@@ -58,42 +67,24 @@ FlushHook = Callable[[int, float], None]
 RequestHook = Callable[[Sequence[Event], list[Event]], None]
 
 
-def _columns(events: Sequence[Event], received_at: datetime) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(15)]
-    (
-        ids,
-        types,
-        channels,
-        contacts,
-        queues,
-        occurred,
-        received,
-        agents,
-        desks,
-        tickets,
-        waits,
-        resolved,
-        to_queues,
-        sources,
-        reasons,
-    ) = columns
-    for event in events:
-        ids.append(event.event_id)
-        types.append(event.type)
-        channels.append(event.channel.value)
-        contacts.append(event.contact_id)
-        queues.append(event.queue)
-        occurred.append(datetime.fromtimestamp(event.at, UTC))
-        received.append(received_at)
-        agents.append(event.agent)
-        desks.append(event.desk)
-        tickets.append(event.ticket_number)
-        waits.append(event.wait_seconds)
-        resolved.append(event.resolved)
-        to_queues.append(event.to_queue)
-        sources.append(event.source)
-        reasons.append(event.reason)
-    return columns
+def _columns(events: Sequence[Event]) -> list[list[Any]]:
+    """The events as one list per column, in INSERT_EVENTS's parameter order."""
+    return [
+        [event.event_id for event in events],
+        [event.type for event in events],
+        [EVENT_TYPES[event.type][0].value for event in events],
+        [event.contact_id for event in events],
+        [event.queue for event in events],
+        [event.at for event in events],
+        [event.agent for event in events],
+        [event.desk for event in events],
+        [event.ticket_number for event in events],
+        [event.wait_seconds for event in events],
+        [event.resolved for event in events],
+        [event.to_queue for event in events],
+        [event.source for event in events],
+        [event.reason for event in events],
+    ]
 
 
 @dataclass
@@ -110,8 +101,10 @@ class GroupCommitWriter:
     _pending: deque[_Request] = field(default_factory=deque)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
-    # Held for each flush; paused() takes it so nothing commits while the window is rebuilt.
+    # Held to start each flush; paused() takes it, then waits for the flushes in flight, so nothing
+    # commits while the window is rebuilt.
     _gate: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _in_flight: deque[asyncio.Task[None]] = field(default_factory=deque)
     _closing: bool = False
     _task: asyncio.Task[None] | None = None
 
@@ -130,14 +123,19 @@ class GroupCommitWriter:
         self.stats.pending_rows += len(events)
         self._idle.clear()
         self._wakeup.set()
-        # The flush goes on if the client disconnects: its outcome still reaches the window.
-        return await asyncio.shield(future)
+        # A client that disconnects cancels only its wait: the flush goes on and still feeds the window.
+        return await future
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:
-        """Hold commits (after the one in progress) for the duration; submissions queue meanwhile."""
+        """Hold commits (after those in flight) for the duration; submissions queue meanwhile."""
         async with self._gate:
+            await self._drain()
             yield
+
+    async def _drain(self) -> None:
+        while self._in_flight:
+            await self._in_flight.popleft()
 
     async def close(self) -> None:
         """Refuse new work, finish what was accepted, then stop."""
@@ -149,6 +147,9 @@ class GroupCommitWriter:
                 await self._task
 
     async def _run(self) -> None:
+        """Start a flush as soon as the one before has sent its rows, so one commit's round trip to
+        the disk overlaps the next batch's insert. Flushes still apply to the window in commit order.
+        """
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -160,18 +161,38 @@ class GroupCommitWriter:
                     batch.append(request)
                     rows += len(request.events)
                 async with self._gate:
-                    await self._flush(batch, rows)
+                    while len(self._in_flight) >= FLUSHES_IN_FLIGHT:
+                        await self._in_flight.popleft()
+                    sent = asyncio.Event()
+                    previous = self._in_flight[-1] if self._in_flight else None
+                    self._in_flight.append(asyncio.create_task(self._flush(batch, rows, previous, sent)))
+                    await sent.wait()
+            await self._drain()
             self._idle.set()
 
-    async def _flush(self, batch: list[_Request], rows: int) -> None:
+    async def _flush(
+        self, batch: list[_Request], rows: int, previous: asyncio.Task[None] | None, sent: asyncio.Event
+    ) -> None:
         started = time.perf_counter()
         now = self.clock()
         events = [event for request in batch for event in request.events]
+        inserted: set[str] = set()
+        failure: Exception | None = None
         try:
-            inserted = await self._insert(events, datetime.fromtimestamp(now, UTC))
+            inserted = await self._insert(events, datetime.fromtimestamp(now, UTC), sent)
         except Exception as error:
+            failure = error
+        finally:
+            sent.set()
+        if previous is not None:
+            # The window takes flushes in the order their rows were inserted, as a replay would.
+            try:
+                await previous
+            except Exception:
+                log.exception("an earlier flush failed after its commit")
+        if failure is not None:
             self.stats.errors += 1
-            self.stats.last_error = f"{type(error).__name__}: {error}"
+            self.stats.last_error = f"{type(failure).__name__}: {failure}"
             log.warning("commit of %d events failed: %s", rows, self.stats.last_error)
             self.stats.pending_rows -= rows
             for request in batch:
@@ -198,10 +219,19 @@ class GroupCommitWriter:
         if self.on_flush is not None:
             self.on_flush(rows, time.perf_counter() - started)
 
-    async def _insert(self, events: list[Event], received_at: datetime) -> set[str]:
-        async with self.engine.begin() as connection:
+    async def _insert(self, events: list[Event], received_at: datetime, sent: asyncio.Event) -> set[str]:
+        async with self.engine.connect() as connection:
             raw = await connection.get_raw_connection()
             driver = raw.driver_connection
             assert driver is not None
-            records = await driver.fetch(INSERT_EVENTS, *_columns(events, received_at))
+            transaction = driver.transaction()
+            await transaction.start()
+            try:
+                records = await driver.fetch(INSERT_EVENTS, *_columns(events), received_at)
+            except BaseException:
+                await transaction.rollback()
+                raise
+            # Its rows hold their ids and locks now: the next batch may insert beside this commit.
+            sent.set()
+            await transaction.commit()
         return {record[0] for record in records}
