@@ -42,6 +42,7 @@ class Services:
     replay_seconds: float = 0.0
     rollup: RollupWriter | None = None
     kpi_cache: dict[tuple[str, str | None, str | None], tuple[int, int, bytes]] = field(default_factory=dict)
+    kpi_query_cache: dict[bytes, tuple[tuple[int, int], bytes]] = field(default_factory=dict)
     # Queues admitted under settings.max_queues (app/api/limits.py), reserved before their events commit.
     queues: set[tuple[Channel, str]] = field(default_factory=set)
     # This app's own Prometheus registry and instruments (a registry per app, so tests never share one).

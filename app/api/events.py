@@ -10,8 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from app.api.auth import RequireIngest
-from app.api.deps import RequireReady, ServicesDep
+from app.api.auth import ReadyIngest
 from app.api.limits import queue_cap_issues
 from app.api.schemas import (
     EventIn,
@@ -99,12 +98,11 @@ _EVENT_BODY: dict[str, Any] = {
 
 @router.post(
     "/events",
-    dependencies=[RequireIngest, RequireReady],
     response_model=IngestResult,
     responses={401: {}, 403: {}, 413: {}, 422: {"model": ValidationFailed}, 503: {}},
     openapi_extra=_EVENT_BODY,
 )
-async def post_events(request: Request, services: ServicesDep) -> Response:
+async def post_events(request: Request, services: ReadyIngest) -> Response:
     """Store one event or a batch of up to 1000, all or nothing; answers once they are committed."""
     body = await request.body()
     batch = body.lstrip()[:1] == b"["
