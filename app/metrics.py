@@ -8,6 +8,7 @@ ordinary prometheus_client objects fed by the writer's hooks and an ingest middl
 
 from __future__ import annotations
 
+import collections
 import platform
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -320,15 +321,12 @@ class Metrics:
 
     def committed(self, events: Sequence[Event], new: list[Event]) -> None:
         """One committed request: `new` were accepted, the rest of `events` were duplicates."""
-        counts: dict[tuple[str, str], int] = {}
-        for event in new:
-            counts[(event.type, "accepted")] = counts.get((event.type, "accepted"), 0) + 1
-            counts[(event.type, "duplicate")] = counts.get((event.type, "duplicate"), 0) - 1
-        for event in events:
-            counts[(event.type, "duplicate")] = counts.get((event.type, "duplicate"), 0) + 1
-        for (event_type, result), count in counts.items():
-            if count:
-                self.events.labels(event_type, result).inc(count)
+        accepted = collections.Counter(event.type for event in new)
+        offered = accepted if len(new) == len(events) else collections.Counter(event.type for event in events)
+        for event_type, count in accepted.items():
+            self.events.labels(event_type, "accepted").inc(count)
+        for event_type, count in (offered - accepted).items():
+            self.events.labels(event_type, "duplicate").inc(count)
 
     def rejected(self, body: bytes) -> None:
         """Count the events of a refused request body by type (unknown when the body does not say)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -122,10 +122,10 @@ async def post_events(request: Request, services: ReadyIngest) -> Response:
                 )
             ]
         )
-    late = future_issues(events, datetime.now(UTC), services.settings.max_future_seconds)
+    stored = [event.to_core() for event in events]
+    late = future_issues(stored, time.time(), services.settings.max_future_seconds)
     if late:
         return _rejected(late)
-    stored = [event.to_core() for event in events]
     if len(services.queues) < len(services.window.series):
         services.queues.update(services.window.series)
     capped = queue_cap_issues(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -122,7 +122,8 @@ class ValidationFailed(BaseModel):
     detail: list[ValidationIssue]
 
 
-def future_issues(events: list[EventIn], now: datetime, max_future_seconds: float) -> list[ValidationIssue]:
+def future_issues(events: Sequence[Event], now: float, max_future_seconds: float) -> list[ValidationIssue]:
+    latest = now + max_future_seconds
     return [
         ValidationIssue(
             index=index,
@@ -130,5 +131,5 @@ def future_issues(events: list[EventIn], now: datetime, max_future_seconds: floa
             message=f"is more than {max_future_seconds:g} seconds in the future",
         )
         for index, event in enumerate(events)
-        if (event.occurred_at - now).total_seconds() > max_future_seconds
+        if event.at > latest
     ]

@@ -202,13 +202,17 @@ class GroupCommitWriter:
         self.stats.pending_rows -= rows
         self.stats.flushes += 1
         self.stats.rows += rows
+        all_new = len(inserted) == rows
         credited: set[str] = set()
         for request in batch:
-            new = []
-            for event in request.events:
-                if event.event_id in inserted and event.event_id not in credited:
-                    credited.add(event.event_id)
-                    new.append(event)
+            if all_new:
+                new = list(request.events)
+            else:
+                new = []
+                for event in request.events:
+                    if event.event_id in inserted and event.event_id not in credited:
+                        credited.add(event.event_id)
+                        new.append(event)
             duplicates = len(request.events) - len(new)
             self.on_commit(new, now)
             self.on_duplicates(duplicates)
