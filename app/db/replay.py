@@ -34,13 +34,15 @@ async def replay(engine: AsyncEngine, window: Window, now: float) -> int:
     count = 0
     window.replay_until(now)
     # A million new long-lived objects would trigger the cyclic collector over and over, each pass
-    # walking everything built so far: that tripled the replay's time. Collect once at the end, then
-    # freeze the survivors so later collections no longer walk the window at all.
+    # walking everything built so far: that tripled the replay's time. Collect once at the end (thawing
+    # what an earlier replay froze, so a replaced window's cycles can go too), then freeze the survivors
+    # so later collections no longer walk the window at all.
     gc.disable()
     try:
         count = await _apply_stored(engine, window, now)
     finally:
         gc.enable()
+        gc.unfreeze()
         gc.collect()
         gc.freeze()
     window.housekeep(now)
