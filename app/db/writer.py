@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.events import EVENT_TYPES, Event
@@ -32,6 +33,10 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::floa
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
+# Nearly every delivery is new, and a plain insert skips ON CONFLICT's speculative insertion (a fifth of
+# the insert's cost); a repeat anywhere in the batch makes it fail whole, and the batch goes again with
+# INSERT_EVENTS, which sorts new from repeated.
+INSERT_NEW_EVENTS = INSERT_EVENTS.replace("ON CONFLICT (event_id) DO NOTHING\nRETURNING event_id\n", "")
 
 
 # Two: while one commit waits for the disk the next batch inserts; more would only queue in Postgres.
@@ -228,14 +233,27 @@ class GroupCommitWriter:
             raw = await connection.get_raw_connection()
             driver = raw.driver_connection
             assert driver is not None
-            transaction = driver.transaction()
-            await transaction.start()
-            try:
-                records = await driver.fetch(INSERT_EVENTS, *_columns(events), received_at)
-            except BaseException:
-                await transaction.rollback()
-                raise
-            # Its rows hold their ids and locks now: the next batch may insert beside this commit.
-            sent.set()
-            await transaction.commit()
-        return {record[0] for record in records}
+            columns = _columns(events)
+            for all_new in (True, False):
+                transaction = driver.transaction()
+                await transaction.start()
+                try:
+                    if all_new:
+                        await driver.execute(INSERT_NEW_EVENTS, *columns, received_at)
+                        inserted = {event.event_id for event in events}
+                    else:
+                        records = await driver.fetch(INSERT_EVENTS, *columns, received_at)
+                        inserted = {record[0] for record in records}
+                except asyncpg.UniqueViolationError:
+                    await transaction.rollback()
+                    if all_new:
+                        continue
+                    raise
+                except BaseException:
+                    await transaction.rollback()
+                    raise
+                # Its rows hold their ids and locks now: the next batch may insert beside this commit.
+                sent.set()
+                await transaction.commit()
+                return inserted
+        raise AssertionError("unreachable: the second attempt returns or raises")
