@@ -6,6 +6,7 @@ end); without it an embedded pgserver is started in a temporary directory for th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -101,9 +102,14 @@ def postgres_server() -> Iterator[PostgresServer]:
     # Short and under /tmp: the unix socket lives in this directory and its path must fit in ~107 bytes.
     root = Path(tempfile.mkdtemp(prefix="qp-", dir="/tmp"))
     server: Any = pgserver.get_server(root / "pg", cleanup_mode="delete")
+    running = PostgresServer(admin_url=normalise_url(str(server.get_uri())), pgdata=root / "pg")
     try:
-        yield PostgresServer(admin_url=normalise_url(str(server.get_uri())), pgdata=root / "pg")
+        yield running
     finally:
+        # A server restarted by an outage test is no longer pgserver's child, so cleanup() would leave
+        # it running: stop it by its data directory first.
+        with contextlib.suppress(subprocess.SubprocessError):
+            running.stop("fast")
         server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
 
