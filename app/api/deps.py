@@ -41,7 +41,6 @@ class Services:
     replayed_events: int = 0
     replay_seconds: float = 0.0
     rollup: RollupWriter | None = None
-    kpi_cache: dict[tuple[str, str | None, str | None], tuple[int, int, bytes]] = field(default_factory=dict)
     kpi_query_cache: dict[bytes, tuple[tuple[int, int], bytes]] = field(default_factory=dict)
     # Queues admitted under settings.max_queues (app/api/limits.py), reserved before their events commit.
     queues: set[tuple[Channel, str]] = field(default_factory=set)

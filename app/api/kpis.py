@@ -23,18 +23,11 @@ router = APIRouter(prefix="/v1", tags=["kpis"])
 def snapshot_bytes(
     services: Services, window: WindowName, channel: Channel | None, queue: str | None
 ) -> bytes:
-    """The snapshot as JSON bytes, reused while neither the window nor the second has changed."""
+    """The snapshot as JSON bytes, with `as_of` in the centre's time zone."""
     now = services.clock()
-    key = (window, channel.value if channel else None, queue)
-    stamp = (services.window.version, int(now))
-    cached = services.kpi_cache.get(key)
-    if cached is not None and cached[:2] == stamp:
-        return cached[2]
     snapshot: dict[str, Any] = services.window.snapshot(window, now, channel, queue)
     snapshot["as_of"] = datetime.fromtimestamp(now, services.window.tz).isoformat(timespec="seconds")
-    body = orjson.dumps(snapshot)
-    services.kpi_cache[key] = (services.window.version, int(now), body)
-    return body
+    return orjson.dumps(snapshot)
 
 
 class KpiQuery(BaseModel):

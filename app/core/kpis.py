@@ -102,11 +102,13 @@ class Tally:
     def is_empty(self) -> bool:
         return not (self.arrived or self.started or self.left or self.finished or self.handled)
 
-    def add_start(self, wait: float, within: bool) -> None:
+    def add_start(self, wait: float, within: bool, key: int | None = None) -> None:
+        """Count one started contact; `key` is wait_bin(wait), passed in when adding to many tallies."""
         self.started += 1
         self.started_within += within
         self.wait_sum += wait
-        key = wait_bin(wait)
+        if key is None:
+            key = wait_bin(wait)
         self.wait_bins[key] = self.wait_bins.get(key, 0) + 1
 
 

@@ -350,11 +350,7 @@ class Window:
                 key = wait_bin(wait)
                 series = self._series(contact.channel, start.queue)
                 for tally in series.tallies_at(start.at, self._seconds_floor):
-                    tally.started += 1
-                    tally.started_within += within
-                    tally.wait_sum += wait
-                    bins = tally.wait_bins
-                    bins[key] = bins.get(key, 0) + 1
+                    tally.add_start(wait, within, key)
                 ceiling = math.ceil(wait)
                 series.lifetime_waits[ceiling] = series.lifetime_waits.get(ceiling, 0) + 1
         if leave is not None and not contact.leave_counted:
