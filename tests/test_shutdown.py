@@ -44,7 +44,7 @@ async def test_sigterm_drains_the_writer_and_answers_in_flight_requests(
     blocker = await asyncpg.connect(asyncpg_dsn(database_url))
     watcher = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        # Hold the table so the writer's INSERT waits: the request is then certainly in flight.
+        # Hold the table so the writer's COPY waits: the request is then certainly in flight.
         transaction = blocker.transaction()
         await transaction.start()
         await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
@@ -55,7 +55,7 @@ async def test_sigterm_drains_the_writer_and_answers_in_flight_requests(
         for _ in range(POLLS):
             waiting = await watcher.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%INSERT INTO events%'"
+                "AND query LIKE 'COPY \"events\"%'"
             )
             if waiting:
                 break
