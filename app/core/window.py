@@ -58,6 +58,21 @@ class WindowConfig:
 
 TargetLookup = Callable[[Channel, str | None], Target]
 
+# A contact is keyed by its channel's name and its id, both plain str: the cyclic garbage collector
+# stops tracking a tuple of plain strs once it has seen it, where a Channel member would keep each of
+# the hundreds of thousands of keys (and the deadline tuples holding them) tracked and walked forever.
+ContactKey = tuple[str, str]
+CONTACT_KEY_CHANNEL: dict[str, str] = {
+    event_type: str(channel.value) for event_type, (channel, _) in EVENT_TYPES.items()
+}
+
+
+# What counting a step needs later: (when, queue, the wait its source reported) for a start or a leave,
+# (when, queue, served) for a finish. Plain tuples rather than the Events themselves, for the reason
+# ContactKey gives: a contact then holds nothing the garbage collector must keep walking.
+StepFacts = tuple[float, str, float | None]
+FinishFacts = tuple[float, str, bool]
+
 
 @dataclass(slots=True)
 class _Contact:
@@ -65,9 +80,9 @@ class _Contact:
     first_seen: float
     arrive_queue: str | None = None
     arrived_at: float | None = None
-    start: Event | None = None
-    leave: Event | None = None
-    finish: Event | None = None
+    start: StepFacts | None = None
+    leave: StepFacts | None = None
+    finish: FinishFacts | None = None
     start_counted: bool = False
     leave_counted: bool = False
     handle_counted: bool = False
@@ -188,18 +203,19 @@ class Window:
         self.targets = targets
         self.tz = ZoneInfo(config.time_zone)
         self.series: dict[tuple[Channel, str], _Series] = {}
-        self.contacts: dict[tuple[Channel, str], _Contact] = {}
+        self.contacts: dict[ContactKey, _Contact] = {}
         self.data_quality: dict[str, int] = dict.fromkeys(DATA_QUALITY_KEYS, 0)
         self.recent_calls: deque[dict[str, Any]] = deque(maxlen=RECENT_CALLS_KEPT)
         self.version = 0
-        self._closed_order: deque[tuple[float, tuple[Channel, str]]] = deque()
-        self._open_order: deque[tuple[float, tuple[Channel, str]]] = deque()
+        self._closed_order: deque[tuple[float, ContactKey]] = deque()
+        self._open_order: deque[tuple[float, ContactKey]] = deque()
         self._pruned_minute = 0
         self._next_housekeep = 0.0
         self._today: tuple[float, float] = (0.0, 0.0)
         # No outcome older than this can enter a rolling window again (see replay_until).
         self._seconds_floor = 0.0
         self._last_series: tuple[Channel, str, _Series] | None = None
+        self._batch_tallies: dict[tuple[int, int, bool], list[Tally]] | None = None
 
     # ---- ingest -------------------------------------------------------------------------------
 
@@ -212,7 +228,7 @@ class Window:
             self.housekeep(now)
             self._seconds_floor = max(self._seconds_floor, now - SECOND_BUCKETS_KEPT)
         channel, step = EVENT_TYPES[event.type]
-        key = (channel, event.contact_id)
+        key = (CONTACT_KEY_CHANNEL[event.type], event.contact_id)
         contact = self.contacts.get(key)
         if contact is None:
             contact = self.contacts[key] = _Contact(channel=channel, first_seen=now)
@@ -240,8 +256,18 @@ class Window:
             self._closed_order.append((now + self.config.closed_retention_seconds, key))
 
     def apply_many(self, events: Iterable[Event], now: float) -> None:
-        for event in events:
-            self.apply(event, now)
+        """Apply events received together at `now` (one committed batch)."""
+        if now >= self._next_housekeep:
+            self.housekeep(now)
+            self._seconds_floor = max(self._seconds_floor, now - SECOND_BUCKETS_KEPT)
+        # With `now` fixed and nothing read meanwhile, the tallies an outcome counts in depend only on
+        # its queue and second, so each such list is worked out once per batch rather than per outcome.
+        self._batch_tallies = {}
+        try:
+            for event in events:
+                self.apply(event, now)
+        finally:
+            self._batch_tallies = None
 
     def note_duplicates(self, count: int) -> None:
         """Deliveries the store recognised as already seen."""
@@ -260,6 +286,16 @@ class Window:
         self._last_series = (channel, queue, series)
         return series
 
+    def _tallies(self, series: _Series, at: float) -> list[Tally]:
+        memo = self._batch_tallies
+        if memo is None:
+            return series.tallies_at(at, self._seconds_floor)
+        key = (id(series), int(at // 1), at >= self._seconds_floor)
+        tallies = memo.get(key)
+        if tallies is None:
+            tallies = memo[key] = series.tallies_at(at, self._seconds_floor)
+        return tallies
+
     def _duplicate(self) -> None:
         self.data_quality["duplicates"] += 1
 
@@ -273,7 +309,7 @@ class Window:
         contact.arrive_queue = event.queue
         contact.ticket_number = event.ticket_number or contact.ticket_number
         series = self._series(contact.channel, event.queue)
-        for tally in series.tallies_at(event.at, self._seconds_floor):
+        for tally in self._tallies(series, event.at):
             tally.arrived += 1
         if contact.start or contact.leave or contact.finish:
             return
@@ -293,7 +329,7 @@ class Window:
         if contact.start is not None:
             self._duplicate()
             return
-        contact.start = event
+        contact.start = (event.at, event.queue, event.wait_seconds)
         self._stop_waiting(contact)
         if event.type == "ticket.called":
             self.recent_calls.appendleft(
@@ -309,31 +345,31 @@ class Window:
         if contact.leave is not None:
             self._duplicate()
             return
-        contact.leave = event
+        contact.leave = (event.at, event.queue, event.wait_seconds)
         self._stop_waiting(contact)
 
     def _finish(self, contact: _Contact, event: Event) -> None:
         if contact.finish is not None:
             self._duplicate()
             return
-        contact.finish = event
-        self._stop_waiting(contact)
         served = event.type not in UNSERVED_FINISH_TYPES
+        contact.finish = (event.at, event.queue, served)
+        self._stop_waiting(contact)
         transferred = event.type in TRANSFER_TYPES
         resolved = served and not transferred and event.resolved is True
         series = self._series(contact.channel, event.queue)
-        for tally in series.tallies_at(event.at, self._seconds_floor):
+        for tally in self._tallies(series, event.at):
             tally.finished += 1
             tally.served += served
             tally.transferred += transferred
             tally.resolved_first_contact += resolved
 
-    def _wait(self, contact: _Contact, event: Event) -> float | None:
-        if event.wait_seconds is not None:
-            return event.wait_seconds
+    def _wait(self, contact: _Contact, at: float, reported: float | None) -> float | None:
+        if reported is not None:
+            return reported
         if contact.arrived_at is None:
             return None
-        wait = event.at - contact.arrived_at
+        wait = at - contact.arrived_at
         if wait < 0:
             self.data_quality["negative_waits"] += 1
             return 0.0
@@ -343,35 +379,33 @@ class Window:
         """Count every outcome whose facts are now all known; each exactly once, whatever the order."""
         start, leave, finish = contact.start, contact.leave, contact.finish
         if start is not None and not contact.start_counted:
-            wait = self._wait(contact, start)
+            start_at, start_queue, reported = start
+            wait = self._wait(contact, start_at, reported)
             if wait is not None:
                 contact.start_counted = True
-                within = wait <= self.targets(contact.channel, start.queue).threshold_seconds
+                within = wait <= self.targets(contact.channel, start_queue).threshold_seconds
                 key = wait_bin(wait)
-                series = self._series(contact.channel, start.queue)
-                for tally in series.tallies_at(start.at, self._seconds_floor):
+                series = self._series(contact.channel, start_queue)
+                for tally in self._tallies(series, start_at):
                     tally.add_start(wait, within, key)
                 ceiling = math.ceil(wait)
                 series.lifetime_waits[ceiling] = series.lifetime_waits.get(ceiling, 0) + 1
         if leave is not None and not contact.leave_counted:
-            wait = self._wait(contact, leave)
+            leave_at, leave_queue, reported = leave
+            wait = self._wait(contact, leave_at, reported)
             if wait is not None:
                 contact.leave_counted = True
                 after_short = wait > self.config.short_abandon_seconds
-                series = self._series(contact.channel, leave.queue)
-                for tally in series.tallies_at(leave.at, self._seconds_floor):
+                series = self._series(contact.channel, leave_queue)
+                for tally in self._tallies(series, leave_at):
                     tally.left += 1
                     tally.left_after_short += after_short
-        if (
-            start is not None
-            and finish is not None
-            and not contact.handle_counted
-            and finish.type not in UNSERVED_FINISH_TYPES
-        ):
+        if start is not None and finish is not None and not contact.handle_counted and finish[2]:
             contact.handle_counted = True
-            handle = max(0.0, finish.at - start.at)
-            series = self._series(contact.channel, finish.queue)
-            for tally in series.tallies_at(finish.at, self._seconds_floor):
+            finish_at, finish_queue, _ = finish
+            handle = max(0.0, finish_at - start[0])
+            series = self._series(contact.channel, finish_queue)
+            for tally in self._tallies(series, finish_at):
                 tally.handled += 1
                 tally.handle_sum += handle
 
