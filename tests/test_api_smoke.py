@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 
 from tests.running import RunningApp
@@ -22,3 +24,15 @@ async def test_posted_event_shows_in_kpis_at_once(api: RunningApp) -> None:
     phone = kpis["channels"]["phone"]  # type: ignore[index]
     assert phone["queues"]["borgerservice"]["arrived"] == 1
     assert phone["queues"]["borgerservice"]["waiting_now"] == 1
+
+
+async def test_openapi_describes_the_event_body_and_every_reference_resolves(api: RunningApp) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    body = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    single, batch = body["oneOf"]
+    assert single["required"] == ["event_id", "type", "contact_id", "queue", "occurred_at"]
+    assert single["additionalProperties"] is False
+    assert batch["items"] == single
+    references = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document))
+    assert references
+    assert set(references) <= set(document["components"]["schemas"])

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.schemas import EventIn
+from app.api.schemas import EventIn, single_event
 from app.cli import main
 from app.db.prune import prune_events
 from app.db.tables import events
@@ -69,7 +69,7 @@ async def test_prune_command(
 
 @pytest.mark.parametrize("field", ["caller_number", "caller_name", "phone_number", "name", "cpr"])
 def test_event_schema_has_no_field_for_personal_data(field: str) -> None:
-    assert field not in EventIn.model_fields
+    assert field not in EventIn.__annotations__
     assert field not in events.c
     body = {
         "event_id": "e1",
@@ -80,4 +80,4 @@ def test_event_schema_has_no_field_for_personal_data(field: str) -> None:
         field: "+45 12 34 56 78",
     }
     with pytest.raises(ValueError, match="Extra inputs are not permitted"):
-        EventIn.model_validate(body)
+        single_event.validate_python(body)

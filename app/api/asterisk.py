@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from app.api.auth import RequireIngest
 from app.api.deps import RequireReady, ServicesDep
 from app.api.limits import queue_cap_issues
-from app.api.schemas import EventIn
+from app.api.schemas import single_event
 from app.asterisk.parser import Ignored, Malformed, ParseResult, Unknown, decode_line, parse_line
 from app.core.events import Channel, Event
 from app.db.writer import Backpressure, StoreUnavailable
@@ -86,15 +86,15 @@ class _Reading:
             self.errors.append(LineIssue(line=number, reason=result.reason))
         else:
             try:
-                event = EventIn.model_validate(result.event)
+                event = single_event.validate_python(result.event)
             except ValidationError as error:
                 self.errors.append(LineIssue(line=number, reason=_reason(error)))
                 return
-            if event.occurred_at.timestamp() - now > max_future_seconds:
+            if event.at - now > max_future_seconds:
                 message = f"occurred_at: is more than {max_future_seconds:g} seconds in the future"
                 self.errors.append(LineIssue(line=number, reason=message))
                 return
-            self.events.append((number, event.to_core()))
+            self.events.append((number, event))
 
     def cap_queues(self, known: set[tuple[Channel, str]], max_queues: int) -> None:
         """Leave out, as line errors, the events of queues beyond max_queues; admit the others' queues."""

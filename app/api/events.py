@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from app.api.auth import ReadyIngest
 from app.api.limits import queue_cap_issues
 from app.api.schemas import (
-    EventIn,
+    EVENT_JSON_SCHEMA,
     IngestResult,
     ValidationFailed,
     ValidationIssue,
@@ -81,10 +81,10 @@ _EVENT_BODY: dict[str, Any] = {
             "application/json": {
                 "schema": {
                     "oneOf": [
-                        {"$ref": "#/components/schemas/EventIn"},
+                        EVENT_JSON_SCHEMA,
                         {
                             "type": "array",
-                            "items": {"$ref": "#/components/schemas/EventIn"},
+                            "items": EVENT_JSON_SCHEMA,
                             "minItems": 1,
                             "maxItems": 1000,
                         },
@@ -107,12 +107,10 @@ async def post_events(request: Request, services: ReadyIngest) -> Response:
     body = await request.body()
     batch = body.lstrip()[:1] == b"["
     try:
-        events: list[EventIn] = (
-            event_batch.validate_json(body) if batch else [single_event.validate_json(body)]
-        )
+        stored = event_batch.validate_json(body) if batch else [single_event.validate_json(body)]
     except ValidationError as error:
         return _rejected(_issues(_located(error, body, batch), batch))
-    if len(events) > services.settings.max_batch:
+    if len(stored) > services.settings.max_batch:
         return _rejected(
             [
                 ValidationIssue(
@@ -122,7 +120,6 @@ async def post_events(request: Request, services: ReadyIngest) -> Response:
                 )
             ]
         )
-    stored = [event.to_core() for event in events]
     late = future_issues(stored, time.time(), services.settings.max_future_seconds)
     if late:
         return _rejected(late)

@@ -5,18 +5,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired, cast
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
     TypeAdapter,
-    model_validator,
+    with_config,
 )
 from pydantic_core import CoreSchema, core_schema
+
+# pydantic reads a TypedDict's field types only from typing_extensions' on Python < 3.12.
+from typing_extensions import TypedDict
 
 from app.core.events import EVENT_TYPES, Event, Step
 
@@ -70,67 +74,77 @@ Text32 = Annotated[str, StorableText(32)]
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
 
 
-class EventIn(BaseModel):
-    """One event from a telephony system, a kiosk or a desk terminal."""
+@with_config(ConfigDict(extra="forbid"))
+class EventIn(TypedDict):
+    """One event from a telephony system, a kiosk or a desk terminal, as it is posted.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Validated straight into the core Event (single_event, event_batch): a plain dict and one Python call
+    per event, rather than a model instance and a conversion, on the path batch ingest takes 100 times
+    per request.
+    """
 
     event_id: Text128
     type: EventType
     contact_id: Text128
     queue: Slug
     occurred_at: AwareDatetime
-    agent: Text128 | None = None
-    desk: Text64 | None = None
-    ticket_number: Text32 | None = None
-    wait_seconds: float | None = Field(default=None, ge=0, le=MAX_WAIT_SECONDS)
-    resolved: bool | None = None
-    to_queue: Slug | None = None
-    source: Text64 | None = None
-    reason: Text64 | None = None
-
-    @model_validator(mode="after")
-    def _fields_fit_type(self) -> EventIn:
-        step = EVENT_TYPES[self.type][1]
-        if self.type == "ticket.called" and self.desk is None:
-            raise ValueError("desk: required on ticket.called")
-        if self.wait_seconds is not None and step not in (Step.START, Step.LEAVE):
-            raise ValueError("wait_seconds: only allowed on start and leave events")
-        if self.wait_seconds is not None and not math.isfinite(self.wait_seconds):
-            raise ValueError("wait_seconds: must be a finite number")
-        if self.resolved is not None and step is not Step.FINISH:
-            raise ValueError("resolved: only allowed on finish events")
-        if self.reason is not None and step is not Step.LEAVE:
-            raise ValueError("reason: only allowed on leave events")
-        if self.to_queue is not None and self.type != "call.transferred":
-            raise ValueError("to_queue: only allowed on call.transferred")
-        if self.ticket_number is not None and not self.type.startswith("ticket."):
-            raise ValueError("ticket_number: only allowed on ticket events")
-        if self.desk is not None and not self.type.startswith("ticket."):
-            raise ValueError("desk: only allowed on ticket events")
-        return self
-
-    def to_core(self) -> Event:
-        # Positional, in Event's field order: ingest builds one per event on the hot path.
-        return Event(
-            self.event_id,
-            self.type,
-            self.contact_id,
-            self.queue,
-            self.occurred_at.timestamp(),
-            self.agent,
-            self.desk,
-            self.ticket_number,
-            self.wait_seconds,
-            self.resolved,
-            self.to_queue,
-            self.source,
-            self.reason,
-        )
+    agent: NotRequired[Text128 | None]
+    desk: NotRequired[Text64 | None]
+    ticket_number: NotRequired[Text32 | None]
+    wait_seconds: NotRequired[Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)] | None]
+    resolved: NotRequired[bool | None]
+    to_queue: NotRequired[Slug | None]
+    source: NotRequired[Text64 | None]
+    reason: NotRequired[Text64 | None]
 
 
-single_event = TypeAdapter(EventIn)
-event_batch = TypeAdapter(Annotated[list[EventIn], Field(min_length=1)])
+def _to_event(fields: EventIn) -> Event:
+    """The rules that tie fields to the event's type, then the core Event."""
+    event_type = fields["type"]
+    desk, ticket_number = fields.get("desk"), fields.get("ticket_number")
+    wait, resolved = fields.get("wait_seconds"), fields.get("resolved")
+    to_queue, reason = fields.get("to_queue"), fields.get("reason")
+    step = EVENT_TYPES[event_type][1]
+    ticket = event_type.startswith("ticket.")
+    if event_type == "ticket.called" and desk is None:
+        raise ValueError("desk: required on ticket.called")
+    if wait is not None and step not in (Step.START, Step.LEAVE):
+        raise ValueError("wait_seconds: only allowed on start and leave events")
+    if wait is not None and not math.isfinite(wait):
+        raise ValueError("wait_seconds: must be a finite number")
+    if resolved is not None and step is not Step.FINISH:
+        raise ValueError("resolved: only allowed on finish events")
+    if reason is not None and step is not Step.LEAVE:
+        raise ValueError("reason: only allowed on leave events")
+    if to_queue is not None and event_type != "call.transferred":
+        raise ValueError("to_queue: only allowed on call.transferred")
+    if ticket_number is not None and not ticket:
+        raise ValueError("ticket_number: only allowed on ticket events")
+    if desk is not None and not ticket:
+        raise ValueError("desk: only allowed on ticket events")
+    # Positional, in Event's field order.
+    return Event(
+        fields["event_id"],
+        event_type,
+        fields["contact_id"],
+        fields["queue"],
+        fields["occurred_at"].timestamp(),
+        fields.get("agent"),
+        desk,
+        ticket_number,
+        wait,
+        resolved,
+        to_queue,
+        fields.get("source"),
+        reason,
+    )
+
+
+ValidEvent = Annotated[EventIn, AfterValidator(_to_event)]
+# What a body validates to: core Events (the after-validator's result), whatever the annotation says.
+single_event = cast("TypeAdapter[Event]", TypeAdapter(ValidEvent))
+event_batch = cast("TypeAdapter[list[Event]]", TypeAdapter(Annotated[list[ValidEvent], Field(min_length=1)]))
+EVENT_JSON_SCHEMA: dict[str, Any] = TypeAdapter(EventIn).json_schema()
 
 
 class IngestResult(BaseModel):
