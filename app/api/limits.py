@@ -8,7 +8,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.schemas import ValidationIssue
-from app.core.events import Channel
+from app.core.events import EVENT_TYPES, Channel, Event
 
 
 def _too_large(max_bytes: int) -> HTTPException:
@@ -62,6 +62,13 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def queues_admitted(events: Iterable[Event], known: set[tuple[Channel, str]]) -> bool:
+    """Whether every event's queue is admitted already, as it nearly always is: one pass over the
+    events builds their few distinct (type, queue) pairs, and only those are looked up."""
+    pairs = {(event.type, event.queue) for event in events}
+    return all((EVENT_TYPES[event_type][0], queue) in known for event_type, queue in pairs)
 
 
 def queue_cap_issues(

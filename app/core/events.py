@@ -31,6 +31,12 @@ EVENT_TYPES: dict[str, tuple[Channel, Step]] = {
     "ticket.no_show": (Channel.VISIT, Step.FINISH),
 }
 
+# Each type's channel as a plain str, for hot paths: an Enum member's .value is a property lookup, and
+# a plain str in a tuple lets the garbage collector stop tracking the tuple.
+CHANNEL_NAMES: dict[str, str] = {
+    event_type: str(channel.value) for event_type, (channel, _) in EVENT_TYPES.items()
+}
+
 TRANSFER_TYPES = frozenset({"call.transferred"})
 # A no-show was called but never served: it finishes the contact without a handle time or a resolution.
 UNSERVED_FINISH_TYPES = frozenset({"ticket.no_show"})

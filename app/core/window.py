@@ -17,7 +17,15 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from app.core.clock import INTERVAL_SECONDS, day_bounds, interval_start, local_date
-from app.core.events import EVENT_TYPES, TRANSFER_TYPES, UNSERVED_FINISH_TYPES, Channel, Event, Step
+from app.core.events import (
+    CHANNEL_NAMES,
+    EVENT_TYPES,
+    TRANSFER_TYPES,
+    UNSERVED_FINISH_TYPES,
+    Channel,
+    Event,
+    Step,
+)
 from app.core.kpis import Tally, Target, kpi, wait_bin
 
 WindowName = Literal["15m", "1h", "today"]
@@ -58,13 +66,13 @@ class WindowConfig:
 
 TargetLookup = Callable[[Channel, str | None], Target]
 
+# Read once: an Enum member read off its class costs a property call per access on Python 3.11.
+ARRIVE, START, LEAVE = Step.ARRIVE, Step.START, Step.LEAVE
+
 # A contact is keyed by its channel's name and its id, both plain str: the cyclic garbage collector
 # stops tracking a tuple of plain strs once it has seen it, where a Channel member would keep each of
 # the hundreds of thousands of keys (and the deadline tuples holding them) tracked and walked forever.
 ContactKey = tuple[str, str]
-CONTACT_KEY_CHANNEL: dict[str, str] = {
-    event_type: str(channel.value) for event_type, (channel, _) in EVENT_TYPES.items()
-}
 
 
 # What counting a step needs later: (when, queue, the wait its source reported) for a start or a leave,
@@ -228,7 +236,7 @@ class Window:
             self.housekeep(now)
             self._seconds_floor = max(self._seconds_floor, now - SECOND_BUCKETS_KEPT)
         channel, step = EVENT_TYPES[event.type]
-        key = (CONTACT_KEY_CHANNEL[event.type], event.contact_id)
+        key = (CHANNEL_NAMES[event.type], event.contact_id)
         contact = self.contacts.get(key)
         if contact is None:
             contact = self.contacts[key] = _Contact(channel=channel, first_seen=now)
@@ -242,16 +250,16 @@ class Window:
             self.data_quality["before_today"] += 1
         self.version += 1
 
-        if step is Step.ARRIVE:
+        if step is ARRIVE:
             self._arrive(contact, event, now)
-        elif step is Step.START:
+        elif step is START:
             self._start(contact, event, now)
-        elif step is Step.LEAVE:
+        elif step is LEAVE:
             self._leave(contact, event)
         else:
             self._finish(contact, event)
         self._settle(contact)
-        if self._is_complete(contact) and not contact.closed:
+        if not contact.closed and self._is_complete(contact):
             contact.closed = True
             self._closed_order.append((now + self.config.closed_retention_seconds, key))
 

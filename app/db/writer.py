@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.events import EVENT_TYPES, Event
+from app.core.events import CHANNEL_NAMES, Event
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _columns(events: Sequence[Event]) -> list[list[Any]]:
     return [
         [event.event_id for event in events],
         [event.type for event in events],
-        [EVENT_TYPES[event.type][0].value for event in events],
+        [CHANNEL_NAMES[event.type] for event in events],
         [event.contact_id for event in events],
         [event.queue for event in events],
         [event.at for event in events],
@@ -116,7 +116,7 @@ def _rows(events: Sequence[Event], received_at: datetime) -> list[tuple[Any, ...
         (
             event.event_id,
             event.type,
-            EVENT_TYPES[event.type][0].value,
+            CHANNEL_NAMES[event.type],
             event.contact_id,
             event.queue,
             from_timestamp(event.at, UTC),
