@@ -26,7 +26,7 @@ def test_every_event_is_valid_and_each_contact_follows_its_lifecycle() -> None:
     steps: dict[str, list[str]] = {}
     times: dict[str, list[float]] = {}
     for body in events:
-        event = single_event.validate_python(body).to_core()
+        event = single_event.validate_python(body)
         steps.setdefault(event.contact_id, []).append(event.type)
         times.setdefault(event.contact_id, []).append(event.at)
     assert len({body["event_id"] for body in events}) == len(events)
