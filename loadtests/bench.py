@@ -348,37 +348,22 @@ async def seed(url: str, count: int, start: float, end: float) -> float:
     """Empty the events table and COPY `count` events of today into it; returns the seconds taken."""
     import asyncpg
 
-    from app.core.events import EVENT_TYPES
+    from app.core.events import CHANNEL_NAMES
     from app.db.embedded import asyncpg_dsn
+    from app.db.writer import COPY_COLUMNS
     from loadtests.dataset import day_of_events
 
     started = time.perf_counter()
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await conn.execute("TRUNCATE events RESTART IDENTITY")
-        columns = [
-            "event_id",
-            "type",
-            "channel",
-            "contact_id",
-            "queue",
-            "occurred_at",
-            "received_at",
-            "agent",
-            "desk",
-            "ticket_number",
-            "wait_seconds",
-            "resolved",
-            "to_queue",
-            "source",
-        ]
         chunk: list[tuple[Any, ...]] = []
         for row in day_of_events(count, start, end):
             chunk.append(
                 (
                     row.event_id,
                     row.type,
-                    EVENT_TYPES[row.type][0].value,
+                    CHANNEL_NAMES[row.type],
                     row.contact_id,
                     row.queue,
                     datetime.fromtimestamp(row.at, UTC),
@@ -390,13 +375,14 @@ async def seed(url: str, count: int, start: float, end: float) -> float:
                     row.resolved,
                     row.to_queue,
                     row.source,
+                    None,
                 )
             )
             if len(chunk) == 50_000:
-                await conn.copy_records_to_table("events", records=chunk, columns=columns)
+                await conn.copy_records_to_table("events", records=chunk, columns=COPY_COLUMNS)
                 chunk = []
         if chunk:
-            await conn.copy_records_to_table("events", records=chunk, columns=columns)
+            await conn.copy_records_to_table("events", records=chunk, columns=COPY_COLUMNS)
         await conn.execute("ANALYZE events")
         stored: int = await conn.fetchval("SELECT count(*) FROM events")
     finally:

@@ -34,23 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.db.embedded import asyncpg_dsn, create_database_if_missing, normalise_url
 from app.db.migrate import run_migrations
+from app.db.writer import COPY_COLUMNS
 
 TZ = ZoneInfo("Europe/Copenhagen")
-COLUMNS = (
-    "event_id",
-    "type",
-    "channel",
-    "contact_id",
-    "queue",
-    "occurred_at",
-    "received_at",
-    "agent",
-    "desk",
-    "ticket_number",
-    "resolved",
-    "to_queue",
-    "source",
-)
 PHONE_QUEUES = {"borgerservice": 0.5, "pas-koerekort": 0.2, "skat": 0.15, "pension": 0.15}
 VISIT_QUEUES = {"pas": 0.5, "koerekort": 0.3, "sundhedskort": 0.2}
 # Some queues are harder to staff (specialists), so queues differ from the channel total.
@@ -117,8 +103,10 @@ def day_rows(rng: random.Random, day: date, contacts: int, serial: int) -> tuple
                     queue,
                     occurred,
                     received,
-                    *(extra.get(name) for name in COLUMNS[7:12]),
+                    # agent, desk, ticket_number, wait_seconds, resolved, to_queue
+                    *(extra.get(name) for name in COPY_COLUMNS[7:13]),
                     "gen",
+                    None,
                 ),
             )
         )
@@ -182,7 +170,7 @@ async def load(dsn: str, year: int, events: int, seed: int) -> int:
     try:
         for day, contacts in contacts_per_day(year, events).items():
             records, serial = day_rows(rng, day, contacts, serial)
-            await connection.copy_records_to_table("events", records=records, columns=COLUMNS)
+            await connection.copy_records_to_table("events", records=records, columns=COPY_COLUMNS)
             stored += len(records)
             if day.day == 1:
                 print(f"  {day:%Y-%m}: {stored:,} events so far", flush=True)
