@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from app.api.auth import RequireIngest
 from app.api.deps import RequireReady, ServicesDep
 from app.api.limits import queue_cap_issues
-from app.api.schemas import single_event
+from app.api.schemas import ValidationIssue, single_event
 from app.asterisk.parser import Ignored, Malformed, ParseResult, Unknown, decode_line, parse_line
 from app.core.events import Channel, Event
 from app.db.writer import Backpressure, StoreUnavailable
@@ -98,9 +98,7 @@ class _Reading:
 
     def cap_queues(self, known: set[tuple[Channel, str]], max_queues: int) -> None:
         """Leave out, as line errors, the events of queues beyond max_queues; admit the others' queues."""
-        capped = queue_cap_issues(
-            ((number, event.channel, event.queue) for number, event in self.events), known, max_queues
-        )
+        capped = self._queue_cap_issues(known, max_queues)
         if not capped:
             return
         refused = {issue.index for issue in capped}
@@ -108,9 +106,11 @@ class _Reading:
             LineIssue(line=issue.index or 0, reason=f"queue: {issue.message}") for issue in capped
         )
         self.events = [(number, event) for number, event in self.events if number not in refused]
-        queue_cap_issues(
-            ((number, event.channel, event.queue) for number, event in self.events), known, max_queues
-        )
+        self._queue_cap_issues(known, max_queues)
+
+    def _queue_cap_issues(self, known: set[tuple[Channel, str]], max_queues: int) -> list[ValidationIssue]:
+        numbers = [number for number, _ in self.events]
+        return queue_cap_issues([event for _, event in self.events], numbers, known, max_queues)
 
 
 def _read(raw_lines: list[bytes], tz: tzinfo, now: float, max_future_seconds: float) -> _Reading:

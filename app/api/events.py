@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from app.api.auth import ReadyIngest
-from app.api.limits import queue_cap_issues, queues_admitted
+from app.api.limits import queue_cap_issues
 from app.api.schemas import (
     EVENT_JSON_SCHEMA,
     IngestResult,
@@ -125,14 +125,11 @@ async def post_events(request: Request, services: ReadyIngest) -> Response:
         return _rejected(late)
     if len(services.queues) < len(services.window.series):
         services.queues.update(services.window.series)
-    if not queues_admitted(stored, services.queues):
-        capped = queue_cap_issues(
-            ((index if batch else None, event.channel, event.queue) for index, event in enumerate(stored)),
-            services.queues,
-            services.settings.max_queues,
-        )
-        if capped:
-            return _rejected(capped)
+    capped = queue_cap_issues(
+        stored, range(len(stored)) if batch else [None], services.queues, services.settings.max_queues
+    )
+    if capped:
+        return _rejected(capped)
     try:
         accepted, duplicates = await services.writer.submit(stored)
     except Backpressure:

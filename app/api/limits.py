@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -64,35 +64,37 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def queues_admitted(events: Iterable[Event], known: set[tuple[Channel, str]]) -> bool:
-    """Whether every event's queue is admitted already, as it nearly always is: one pass over the
-    events builds their few distinct (type, queue) pairs, and only those are looked up."""
-    pairs = {(event.type, event.queue) for event in events}
-    return all((EVENT_TYPES[event_type][0], queue) in known for event_type, queue in pairs)
-
-
 def queue_cap_issues(
-    queues: Iterable[tuple[int | None, Channel, str]],
+    events: Sequence[Event],
+    labels: Sequence[int | None],
     known: set[tuple[Channel, str]],
     max_queues: int,
 ) -> list[ValidationIssue]:
-    """Issues for the events that would take the count of distinct queues past max_queues.
+    """Issues for the events that would take the count of distinct queues past max_queues; each issue's
+    index is the event's label (its batch index, its log line, or None).
 
     `known` holds the queues already admitted; those admitted by this batch are added to it only when the
     whole batch fits, so a refused batch leaves nothing behind.
     """
+    # Nearly always every queue is admitted already: a batch's few distinct (type, queue) pairs say so
+    # without a lookup per event.
+    pairs = {(event.type, event.queue) for event in events}
+    if all((EVENT_TYPES[event_type][0], queue) in known for event_type, queue in pairs):
+        return []
     added: set[tuple[Channel, str]] = set()
     issues = []
-    for index, channel, queue in queues:
-        key = (channel, queue)
+    for label, event in zip(labels, events, strict=True):
+        key = (event.channel, event.queue)
         if key in known or key in added:
             continue
         if len(known) + len(added) >= max_queues:
             issues.append(
                 ValidationIssue(
-                    index=index,
+                    index=label,
                     field="queue",
-                    message=f"at most {max_queues} distinct queues are tracked; {queue!r} would be one more",
+                    message=(
+                        f"at most {max_queues} distinct queues are tracked; {event.queue!r} would be one more"
+                    ),
                 )
             )
             continue

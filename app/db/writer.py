@@ -19,24 +19,10 @@ from app.core.events import CHANNEL_NAMES, Event
 
 log = logging.getLogger(__name__)
 
-# Occurrence times travel as Unix seconds (a float array encodes far faster than datetimes) and every
-# row of one commit shares its received_at, so that is one parameter.
-INSERT_EVENTS = """
-INSERT INTO events (event_id, type, channel, contact_id, queue, occurred_at, received_at,
-                    agent, desk, ticket_number, wait_seconds, resolved, to_queue, source, reason)
-SELECT event_id, type, channel, contact_id, queue, to_timestamp(occurred), $15::timestamptz,
-       agent, desk, ticket_number, wait_seconds, resolved, to_queue, source, reason
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::text[],
-            $8::text[], $9::text[], $10::float8[], $11::bool[], $12::text[], $13::text[], $14::text[])
-     AS batch(event_id, type, channel, contact_id, queue, occurred, agent, desk, ticket_number,
-              wait_seconds, resolved, to_queue, source, reason)
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id
-"""
 # Nearly every delivery is new, so a batch is first COPYed in whole: PostgreSQL inserts the rows in
 # bulk, with no ON CONFLICT check, and asyncpg encodes them without inspecting every array element.
-# A repeat anywhere in the batch makes the COPY fail whole, and the batch goes again with INSERT_EVENTS,
-# which sorts new from repeated.
+# A repeat anywhere in the batch makes the COPY fail whole, and the same rows go again, column by
+# column, through INSERT_EVENTS, which sorts new from repeated.
 COPY_COLUMNS = (
     "event_id",
     "type",
@@ -54,6 +40,14 @@ COPY_COLUMNS = (
     "source",
     "reason",
 )
+INSERT_EVENTS = f"""
+INSERT INTO events ({", ".join(COPY_COLUMNS)})
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                     $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::bool[],
+                     $13::text[], $14::text[], $15::text[])
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
 
 
 # Two: while one commit waits for the disk the next batch inserts; more would only queue in Postgres.
@@ -87,26 +81,6 @@ CommitHook = Callable[[list[Event], float], None]
 FlushHook = Callable[[int, float], None]
 # Per committed request: all its events, then those that were new (the rest were duplicates).
 RequestHook = Callable[[Sequence[Event], list[Event]], None]
-
-
-def _columns(events: Sequence[Event]) -> list[list[Any]]:
-    """The events as one list per column, in INSERT_EVENTS's parameter order."""
-    return [
-        [event.event_id for event in events],
-        [event.type for event in events],
-        [CHANNEL_NAMES[event.type] for event in events],
-        [event.contact_id for event in events],
-        [event.queue for event in events],
-        [event.at for event in events],
-        [event.agent for event in events],
-        [event.desk for event in events],
-        [event.ticket_number for event in events],
-        [event.wait_seconds for event in events],
-        [event.resolved for event in events],
-        [event.to_queue for event in events],
-        [event.source for event in events],
-        [event.reason for event in events],
-    ]
 
 
 def _rows(events: Sequence[Event], received_at: datetime) -> list[tuple[Any, ...]]:
@@ -277,17 +251,16 @@ class GroupCommitWriter:
             raw = await connection.get_raw_connection()
             driver = raw.driver_connection
             assert driver is not None
+            rows = _rows(events, received_at)
             for all_new in (True, False):
                 transaction = driver.transaction()
                 await transaction.start()
                 try:
                     if all_new:
-                        await driver.copy_records_to_table(
-                            "events", records=_rows(events, received_at), columns=COPY_COLUMNS
-                        )
+                        await driver.copy_records_to_table("events", records=rows, columns=COPY_COLUMNS)
                         inserted = None
                     else:
-                        records = await driver.fetch(INSERT_EVENTS, *_columns(events), received_at)
+                        records = await driver.fetch(INSERT_EVENTS, *zip(*rows, strict=True))
                         inserted = {record[0] for record in records}
                 except asyncpg.UniqueViolationError:
                     await transaction.rollback()
