@@ -51,6 +51,9 @@ LIVE_ONLY_COUNTERS = ("duplicates",)
 RETRY_SECONDS = 0.2
 # After the load, how long clients may keep retrying before unacknowledged batches count as a failure.
 SETTLE_SECONDS = 90.0
+# How long the live window may take to be rebuilt after failed commits (app/db/rebuild.py checks every
+# second, then replays the day).
+HEAL_WAIT_SECONDS = 10.0
 STEPS = {
     "phone": ("call.offered", "call.answered", "call.ended"),
     "visit": ("ticket.issued", "ticket.called", "ticket.completed"),
@@ -361,8 +364,16 @@ async def run_mode(mode: str, data_dir: Path, seconds: float, clients: int, batc
         stored_ids, stored_rows, stored = await stored_counts(postgres.dsn())
         ours = {event_id for event_id in stored_ids if event_id.startswith(run)}
         lost = len(tally.acknowledged - stored_ids)
-        live = await live_counts(server)
-        window_double = sum(abs(live.get(key, 0) - stored.get(key, 0)) for key in live)
+        # A commit whose answer was lost may have stored events the window never saw; the service heals
+        # by rebuilding its window within about a second of the database answering again, so the live
+        # counts have that long (and the replay's time) to come back to what is stored.
+        healing_deadline = time.monotonic() + HEAL_WAIT_SECONDS
+        while True:
+            live = await live_counts(server)
+            window_double = sum(abs(live.get(key, 0) - stored.get(key, 0)) for key in live)
+            if not window_double or time.monotonic() > healing_deadline:
+                break
+            await asyncio.sleep(0.25)
         if window_double:
             print(f"  live window counts {live}\n  stored events      {stored}")
         double = (stored_rows - len(stored_ids)) + max(0, tally.accepted - len(ours)) + window_double
