@@ -10,6 +10,7 @@ from sqlalchemy import (
     Float,
     Identity,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -47,6 +48,8 @@ events = Table(
     Column("to_queue", String(64), nullable=True),
     Column("source", String(64), nullable=True),
     Column("reason", String(64), nullable=True),
+    # The name of the ingest token that stored the event; NULL for rows stored before tokens had names.
+    Column("ingested_by", String(64), nullable=True),
 )
 
 # One row per channel, queue and 15-minute interval: the window's interval tally, written by
@@ -86,4 +89,25 @@ targets = Table(
     Column("goal_pct", Float, nullable=False),
     Column("formula", String(24), nullable=False),
     Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Named ingest tokens (`queuepulse tokens`), each revocable on its own; only the SHA-256 is stored.
+ingest_tokens = Table(
+    "ingest_tokens",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("digest", LargeBinary(32), nullable=False, unique=True),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", TIMESTAMP(timezone=True), nullable=True),
+)
+
+# Every queue an event has admitted, by which ingest token, and whether an admin retired it.
+queues = Table(
+    "queues",
+    metadata,
+    Column("channel", String(8), primary_key=True),
+    Column("queue", String(64), primary_key=True),
+    Column("admitted_by", String(64), nullable=True),
+    Column("admitted_at", TIMESTAMP(timezone=True), nullable=False, server_default=func.now()),
+    Column("retired_at", TIMESTAMP(timezone=True), nullable=True),
 )
