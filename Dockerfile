@@ -14,9 +14,11 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /srv/queuepulse
+COPY requirements/run.lock ./requirements/
+RUN pip install --require-hashes -r requirements/run.lock
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN pip install .
+RUN pip install --no-deps .
 # Migrations are found beside the working directory (app.db.migrate looks in the cwd).
 COPY alembic.ini ./
 COPY migrations ./migrations

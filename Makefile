@@ -5,12 +5,27 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv run migrate test lint typecheck clean
 
-# Reinstall only when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# Every dependency comes from a lock file with hashes (`make lock` refreshes them from pyproject.toml);
+# the project itself is then installed without resolving anything. Reinstalls only when a lock changes.
+LOCKS := requirements/run.lock requirements/dev.lock requirements/bench.lock
+UV_VERSION := 0.13.9
+
+$(STAMP): requirements/dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# `make lock`: resolve pyproject.toml's dependencies anew (newest versions PyPI has) into the three locks.
+.PHONY: lock
+lock: $(STAMP)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+		-o requirements/run.lock
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 --extra dev \
+		-o requirements/dev.lock
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 --extra dev \
+		--extra bench -o requirements/bench.lock
 
 $(VENV): $(STAMP)
 
@@ -36,8 +51,8 @@ prometheus-tools:
 # `make bench`: wrk from Debian, Locust and py-spy from the bench extra; writes loadtests/RESULTS.md.
 BENCH_STAMP := $(VENV)/.installed-bench
 
-$(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+$(BENCH_STAMP): requirements/bench.lock $(STAMP)
+	$(BIN)/pip install --quiet --require-hashes -r requirements/bench.lock
 	touch $(BENCH_STAMP)
 
 .PHONY: bench
