@@ -375,7 +375,8 @@ async def seed(url: str, count: int, start: float, end: float) -> float:
                     row.resolved,
                     row.to_queue,
                     row.source,
-                    None,
+                    None,  # reason
+                    None,  # ingested_by
                 )
             )
             if len(chunk) == 50_000:

@@ -106,7 +106,8 @@ def day_rows(rng: random.Random, day: date, contacts: int, serial: int) -> tuple
                     # agent, desk, ticket_number, wait_seconds, resolved, to_queue
                     *(extra.get(name) for name in COPY_COLUMNS[7:13]),
                     "gen",
-                    None,
+                    None,  # reason
+                    None,  # ingested_by
                 ),
             )
         )
