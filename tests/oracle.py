@@ -126,11 +126,15 @@ class Counts:
 
 
 def _status(value: float | None, goal: float, margin: float) -> str:
+    """By the README: on the value as shown (two decimals), ok at or above the goal, warning when at most
+    the margin below it ("within 5 points"), else breach."""
     if value is None:
         return "no_data"
-    if value >= goal:
+    shown = round(value, 2)
+    if shown >= goal:
         return "ok"
-    return "warning" if goal - value < margin else "breach"
+    # A hundredth of the shown resolution absorbs the float error of goal - margin, nothing more.
+    return "warning" if goal - shown <= margin + 1e-4 else "breach"
 
 
 def _reported_wait(wait: float) -> float:

@@ -13,10 +13,11 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 
 from app.api.auth import RequireRead
-from app.api.deps import ServicesDep
+from app.api.deps import Services, ServicesDep
+from app.api.pages import html_page, page_asset
 from app.core.clock import local_date
 from app.core.events import Channel
-from app.db.reports import CSV_FIELDS, Granularity, csv_record, queues_by_channel, report
+from app.db.reports import CSV_FIELDS, Granularity, WaitingPast, csv_record, queues_by_channel, report
 
 router = APIRouter(tags=["reports"])
 
@@ -26,7 +27,6 @@ ASSETS: dict[str, str] = {
     "reports.css": "text/css; charset=utf-8",
     "reports.js": "text/javascript; charset=utf-8",
 }
-NO_CACHE = {"Cache-Control": "no-cache"}
 # A quarter-hour report is for looking closely at a few days; a year of them would be 35,000 rows a queue.
 MAX_INTERVAL_DAYS = 31
 # Far enough for any history, near enough that local midnights convert to UTC without overflow.
@@ -36,6 +36,17 @@ QUEUE_LIST_PATTERN = r"^[a-z0-9_-]{1,64}(,[a-z0-9_-]{1,64})*$"
 
 def _queues(value: str | None) -> list[str]:
     return value.split(",") if value else []
+
+
+def waiting_past_now(services: Services, now: float) -> WaitingPast:
+    """Who waits past the target now, per queue and channel total, exactly as the live KPIs count it."""
+    snapshot = services.window.snapshot("today", now)
+    waiting: dict[tuple[str, str | None], int] = {}
+    for channel, figures in snapshot["channels"].items():
+        waiting[(channel, None)] = figures["total"]["waiting_past_target"]
+        for queue, kpi in figures["queues"].items():
+            waiting[(channel, queue)] = kpi["waiting_past_target"]
+    return waiting
 
 
 @router.get(
@@ -62,10 +73,13 @@ async def get_report(
 
     Each period has a row for the channel total (`queue` null; all its queues, as live) and one per queue
     (the chosen ones, if `queue` is given). Same formulas and targets as the live KPIs; a closed period
-    has nobody still waiting, and the rollup keeps no per-second wait bins, so no percentiles.
+    has nobody still waiting, and the rollup keeps no per-second wait bins, so no percentiles. A period
+    that holds now is marked `closed: false` and counted as live: who waits past the target now is a
+    miss, and arrivals per hour are over the hours elapsed.
     """
     settings = services.settings
-    today = local_date(services.clock(), services.window.tz)
+    now = services.clock()
+    today = local_date(now, services.window.tz)
     last = last or today
     first = first or date(last.year, 1, 1)
     if first > last:
@@ -85,6 +99,8 @@ async def get_report(
         queues=_queues(queue),
         fcr_goal_pct=settings.first_contact_resolution_goal_pct,
         warning_margin_pct=settings.warning_margin_pct,
+        now=now,
+        waiting_past=waiting_past_now(services, now),
     )
     if format == "csv":
         buffer = io.StringIO()
@@ -102,9 +118,7 @@ async def get_report(
         "from": first.isoformat(),
         "to": last.isoformat(),
         "time_zone": settings.time_zone,
-        "generated_at": datetime.fromtimestamp(services.clock(), services.window.tz).isoformat(
-            timespec="seconds"
-        ),
+        "generated_at": datetime.fromtimestamp(now, services.window.tz).isoformat(timespec="seconds"),
         "queues": await queues_by_channel(services.engine),
         "rows": rows,
     }
@@ -113,7 +127,7 @@ async def get_report(
 
 @router.get("/reports", include_in_schema=False)
 async def page() -> FileResponse:
-    return FileResponse(PAGE_DIR / "index.html", media_type="text/html; charset=utf-8", headers=NO_CACHE)
+    return html_page(PAGE_DIR / "index.html")
 
 
 @router.get("/reports/assets/{name}", include_in_schema=False)
@@ -121,4 +135,4 @@ async def asset(name: str) -> FileResponse:
     media_type = ASSETS.get(name)
     if media_type is None:
         raise HTTPException(404, "no such file")
-    return FileResponse(PAGE_DIR / name, media_type=media_type, headers=NO_CACHE)
+    return page_asset(PAGE_DIR / name, media_type)

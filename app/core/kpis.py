@@ -8,6 +8,11 @@ from typing import Any, Literal
 Formula = Literal["offered", "answered", "abandons_excluded"]
 FORMULAS: tuple[Formula, ...] = ("offered", "answered", "abandons_excluded")
 Status = Literal["ok", "warning", "breach", "no_data"]
+# Percentages are shown to two decimals; a status is decided on what is shown.
+SHOWN_DECIMALS = 2
+# Goals and margins are configured with a few decimals; rounding their difference to nine removes the
+# binary floating-point error of the subtraction without moving any bound a person can type.
+BOUND_DECIMALS = 9
 
 # Waits go into a fixed set of histogram bins, whole seconds where targets live and wider beyond, so a
 # percentile costs the same at ten events as at a million. Each (up to, width) step below: a reported
@@ -159,11 +164,18 @@ def service_level(tally: Tally, waiting_past_threshold: int, formula: Formula) -
 
 
 def status(value: float | None, goal: float, warning_margin: float) -> Status:
+    """ok at or above the goal; warning when at most `warning_margin` points below it; else breach.
+
+    Judged on the value as shown (two decimals), so the status never contradicts the figure beside it:
+    a screen showing 90.00 % against a goal of 90 says ok, and 85.00 % against 90 with a margin of 5 is
+    "within 5 points", a warning. The bound is rounded too, so float noise in goal - margin cannot move it.
+    """
     if value is None:
         return "no_data"
-    if value >= goal:
+    shown = round(value, SHOWN_DECIMALS)
+    if shown >= round(goal, BOUND_DECIMALS):
         return "ok"
-    if goal - value < warning_margin:
+    if shown >= round(goal - warning_margin, BOUND_DECIMALS):
         return "warning"
     return "breach"
 
@@ -199,7 +211,7 @@ def kpi(
         "started_within_target": tally.started_within,
         "left_after_short_abandon": tally.left_after_short,
         "waiting_past_target": waiting_past_threshold,
-        "service_level_pct": None if level is None else round(level, 2),
+        "service_level_pct": None if level is None else round(level, SHOWN_DECIMALS),
         "target": target.as_dict(),
         "status": status(level, target.goal_pct, warning_margin_pct),
         "avg_wait_seconds": _mean(tally.wait_sum, tally.started),

@@ -6,7 +6,7 @@ monthly report costs the same whatever the call volume.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.clock import INTERVAL_SECONDS
+from app.core.clock import INTERVAL_SECONDS, interval_start, local_date
 from app.core.events import Channel
 from app.core.kpis import Tally, kpi
 from app.core.targets import TargetBook
@@ -39,19 +39,30 @@ _PERIOD_SQL: dict[Granularity, str] = {
 }
 
 
+# Retired queues (app/db/queues.py) are left out of every row, channel totals too; their rollup rows are
+# kept, so a restore brings their history back.
+_NOT_RETIRED = """NOT EXISTS (
+  SELECT 1 FROM queues AS retired
+  WHERE retired.retired_at IS NOT NULL
+    AND retired.channel = interval_rollup.channel AND retired.queue = interval_rollup.queue
+)"""
+
+
 def _query(granularity: Granularity) -> str:
     return f"""
 SELECT {_PERIOD_SQL[granularity]} AS period, channel, queue, {_sums}
 FROM interval_rollup
 WHERE interval_start >= $1 AND interval_start < $2 AND ($3::text IS NULL OR channel = $3)
   AND $4::text IS NOT NULL  -- the time zone, referenced here too so every granularity takes it
+  AND {_NOT_RETIRED}
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3
 """
 
 
 # What a history row shows of the live KPI object: the live-only fields (waiting now, percentiles from
-# per-second bins the rollup does not keep) are left out.
+# per-second bins the rollup does not keep) are left out. "Waiting past target" stays: it is part of the
+# service level of a period still running, and 0 in a closed one.
 REPORT_FIELDS = (
     "arrived",
     "started",
@@ -59,6 +70,7 @@ REPORT_FIELDS = (
     "left",
     "left_after_short_abandon",
     "finished",
+    "waiting_past_target",
     "service_level_pct",
     "target",
     "status",
@@ -75,6 +87,7 @@ CSV_FIELDS = (
     "period",
     "start",
     "end",
+    "closed",
     "channel",
     "queue",
     "arrived",
@@ -83,6 +96,7 @@ CSV_FIELDS = (
     "left",
     "left_after_short_abandon",
     "finished",
+    "waiting_past_target",
     "service_level_pct",
     "threshold_seconds",
     "goal_pct",
@@ -133,8 +147,27 @@ def period_of(granularity: Granularity, key: Any, tz: ZoneInfo) -> Period:
     return Period(f"{day:%Y}", _midnight(day, tz), _midnight(date(day.year + 1, 1, 1), tz))
 
 
+# Who waits past the target right now, from the live window: per (channel, queue), and per (channel, None)
+# for the channel total with the channel's target, as the live KPIs count it.
+WaitingPast = Mapping[tuple[str, str | None], int]
+
+
 def _tally(values: Sequence[Any]) -> Tally:
     return Tally(**dict(zip(ROLLUP_COLUMNS, values, strict=True)))
+
+
+def _running_key(granularity: Granularity, now: float, tz: ZoneInfo) -> Any:
+    """The query's period key of the period holding `now`."""
+    if granularity == "interval":
+        return datetime.fromtimestamp(interval_start(now), UTC)
+    day = local_date(now, tz)
+    if granularity == "day":
+        return day
+    if granularity == "week":
+        return day - timedelta(days=day.weekday())
+    if granularity == "month":
+        return day.replace(day=1)
+    return day.replace(month=1, day=1)
 
 
 def _row(
@@ -145,16 +178,27 @@ def _row(
     targets: TargetBook,
     fcr_goal_pct: float,
     warning_margin_pct: float,
+    now: float,
+    waiting_past: WaitingPast,
 ) -> dict[str, Any]:
     target = targets(Channel(channel), queue)
-    # The live formulas, with nothing "waiting now": a closed period has no one left in the queue.
+    start, end = period.start.timestamp(), period.end.timestamp()
+    closed = end <= now
+    if closed:
+        # Nobody is still waiting in a closed period; its arrivals spread over its whole length.
+        past, hours = 0, period.hours
+    else:
+        # A period still running is what the live view shows: who waits past the target now counts as a
+        # miss, and arrivals per hour are over the hours elapsed (none yet for a period not begun).
+        past = waiting_past.get((channel, queue), 0) if start <= now else 0
+        hours = max(0.0, now - start) / 3600
     live = kpi(
         tally,
         target,
         waiting_now=0,
-        waiting_past_threshold=0,
+        waiting_past_threshold=past,
         longest_wait_now=None,
-        window_hours=period.hours,
+        window_hours=hours,
         fcr_goal_pct=fcr_goal_pct,
         warning_margin_pct=warning_margin_pct,
     )
@@ -163,6 +207,7 @@ def _row(
         "period": period.label,
         "start": period.start.isoformat(),
         "end": period.end.isoformat(),
+        "closed": closed,
         "channel": channel,
         "queue": queue,
         **{name: live[name] for name in REPORT_FIELDS},
@@ -183,8 +228,15 @@ async def report(
     queues: Sequence[str],
     fcr_goal_pct: float,
     warning_margin_pct: float,
+    now: float,
+    waiting_past: WaitingPast,
 ) -> list[dict[str, Any]]:
-    """Rows per period and channel: the channel total (queue null) first, then each (chosen) queue."""
+    """Rows per period and channel: the channel total (queue null) first, then each (chosen) queue.
+
+    `now` decides which periods are closed; the period holding it takes `waiting_past` from the live
+    window, and gets a row for every queue with someone waiting past its target even before the rollup
+    has any tally of that queue in the period (a caller waiting since before midnight, say).
+    """
     tz = ZoneInfo(time_zone)
     since = _midnight(first, tz).astimezone(UTC)
     until = _midnight(last + timedelta(days=1), tz).astimezone(UTC)
@@ -199,18 +251,27 @@ async def report(
     grouped: dict[tuple[Any, str], list[tuple[str, Tally]]] = {}
     for record in records:
         grouped.setdefault((record[0], record[1]), []).append((record[2], _tally(record[3:])))
+    if since.timestamp() <= now < until.timestamp():
+        running = _running_key(granularity, now, tz)
+        for (channel_name, queue_name), count in waiting_past.items():
+            if queue_name is None or count <= 0 or (channel is not None and channel_name != channel.value):
+                continue
+            queue_tallies = grouped.setdefault((running, channel_name), [])
+            if all(name != queue_name for name, _ in queue_tallies):
+                queue_tallies.append((queue_name, Tally()))
+                queue_tallies.sort(key=lambda item: item[0])
+        grouped = dict(sorted(grouped.items(), key=lambda item: item[0]))
     rows: list[dict[str, Any]] = []
     for (key, channel_name), queue_tallies in grouped.items():
         period = period_of(granularity, key, tz)
         total = Tally()
         for _, tally in queue_tallies:
             total.add(tally)
-        rows.append(_row(period, channel_name, None, total, targets, fcr_goal_pct, warning_margin_pct))
+        shared = (targets, fcr_goal_pct, warning_margin_pct, now, waiting_past)
+        rows.append(_row(period, channel_name, None, total, *shared))
         for queue, tally in queue_tallies:
             if not chosen or queue in chosen:
-                rows.append(
-                    _row(period, channel_name, queue, tally, targets, fcr_goal_pct, warning_margin_pct)
-                )
+                rows.append(_row(period, channel_name, queue, tally, *shared))
     return rows
 
 
@@ -220,7 +281,9 @@ async def queues_by_channel(engine: AsyncEngine) -> dict[str, list[str]]:
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        records = await driver.fetch("SELECT DISTINCT channel, queue FROM interval_rollup ORDER BY 1, 2")
+        records = await driver.fetch(
+            f"SELECT DISTINCT channel, queue FROM interval_rollup WHERE {_NOT_RETIRED} ORDER BY 1, 2"
+        )
     queues: dict[str, list[str]] = {channel.value: [] for channel in Channel}
     for channel, queue in records:
         queues.setdefault(channel, []).append(queue)

@@ -356,8 +356,10 @@ def test_arrival_older_than_max_wait_never_waits() -> None:
     w.apply(ev("call.offered", "ancient", NOON - 3601), NOON)
     k = phone(w, "today", NOON)
     assert (k["arrived"], k["waiting_now"]) == (1, 0)
-    assert w.data_quality["expired"] == 1
-    assert w.snapshot("today", NOON + 7200)["data_quality"]["unfinished"] == 0
+    # Its outcome could still come: expired once it is forgotten with none (issue 12, 9b).
+    assert w.data_quality["expired"] == 0
+    later = w.snapshot("today", NOON + 7200)["data_quality"]
+    assert (later["expired"], later["unfinished"]) == (1, 0)
 
 
 def test_started_but_never_finished_is_unfinished_after_max_wait() -> None:
