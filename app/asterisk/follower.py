@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -60,6 +61,8 @@ COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".z
 MTIME_MARGIN_SECONDS = 2.0
 # More rotated files than logrotate keeps of a log that the follower could still meet again.
 DONE_KEPT = 16
+# Line ends as the route splits them too: \r\n, \n, or a lone \r (which would otherwise merge two lines).
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 class FollowerError(Exception):
@@ -196,6 +199,18 @@ class Batch:
     end: int
 
 
+def _line_end(chunk: bytes, position: int, final: bool) -> re.Match[bytes] | None:
+    """The end of the line starting at `position`: \r\n, \n or a lone \r; None while it is incomplete.
+
+    A \r that ends what was read may be the first half of a \r\n not written yet, unless nothing more
+    is coming (`final`).
+    """
+    end = _LINE_END.search(chunk, position)
+    if end is None or (end.group() == b"\r" and end.end() == len(chunk) and not final):
+        return None
+    return end
+
+
 def read_batch(tracked: Tracked, max_lines: int, include_partial: bool) -> Batch:
     """Complete lines after the acknowledged offset; the trailing partial line too if asked."""
     chunk = os.pread(tracked.fileno, READ_BYTES, tracked.offset)
@@ -203,17 +218,17 @@ def read_batch(tracked: Tracked, max_lines: int, include_partial: bool) -> Batch
     starts: list[int] = []
     position = 0
     while len(lines) < max_lines and position < len(chunk):
-        newline = chunk.find(b"\n", position)
-        if newline < 0:
+        end = _line_end(chunk, position, include_partial and len(chunk) < READ_BYTES)
+        if end is None:
             # A line longer than a whole read is no queue_log line: pass it on for the server to reject.
             if include_partial or (position == 0 and len(chunk) == READ_BYTES):
                 lines.append(chunk[position:])
                 starts.append(tracked.offset + position)
                 position = len(chunk)
             break
-        lines.append(chunk[position:newline])
+        lines.append(chunk[position : end.start()])
         starts.append(tracked.offset + position)
-        position = newline + 1
+        position = end.end()
     return Batch(lines, starts, tracked.offset + position)
 
 

@@ -31,8 +31,8 @@ FIXED_FIELDS = 5
 ENTERQUEUE_CALLER_ID_FIELD = 6
 
 # Recognised, and carrying nothing the lifecycle needs: ringing members, members joining, leaving and
-# pausing, and the markers written at start-up and reload. AGENTDUMP and RINGCANCELED end one agent's
-# attempt, not the call: the caller goes on waiting and the queue rings the next member.
+# pausing, and the markers written at reload. AGENTDUMP and RINGCANCELED end one agent's attempt, not the
+# call: the caller goes on waiting and the queue rings the next member.
 IGNORED_VERBS = frozenset(
     {
         "RINGNOANSWER",
@@ -49,7 +49,6 @@ IGNORED_VERBS = frozenset(
         "PAUSEALL",
         "UNPAUSEALL",
         "PAUSECUSTOM",
-        "QUEUESTART",
         "CONFIGRELOAD",
         "SYSCOMPAT",
         "DID",
@@ -63,6 +62,8 @@ TRANSFER_VERBS = frozenset({"TRANSFER", "BLINDTRANSFER", "ATTENDEDTRANSFER"})
 # verb -> index (among the data fields) of the wait in seconds; the verb itself is kept as the reason.
 LEAVE_WAIT_FIELD = {"ABANDON": 2, "EXITWITHTIMEOUT": 2, "EXITEMPTY": 2, "EXITWITHKEY": 3}
 CALL_VERBS = frozenset({"ENTERQUEUE", "CONNECT", *LEAVE_WAIT_FIELD, *COMPLETE_VERBS, *TRANSFER_VERBS})
+# Written when app_queue loads, so after every start of Asterisk: the callers queued before it were cut off.
+RESTART_VERB = "QUEUESTART"
 
 _EPOCH = re.compile(r"^\d{1,12}(\.\d+)?$")
 _NOT_SLUG = re.compile(r"[^a-z0-9_-]+")
@@ -95,11 +96,19 @@ class Unknown:
 
 
 @dataclass(frozen=True, slots=True)
+class Restart:
+    """Asterisk started (QUEUESTART) at `at`, Unix seconds; `line_id` is the line's event id."""
+
+    at: float
+    line_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Malformed:
     reason: str
 
 
-ParseResult = Parsed | Ignored | Unknown | Malformed
+ParseResult = Parsed | Restart | Ignored | Unknown | Malformed
 
 
 class _LineError(ValueError):
@@ -131,6 +140,12 @@ def event_id(fields: list[str]) -> str:
     return EVENT_ID_PREFIX + digest[:EVENT_ID_HEX_CHARS]
 
 
+def cleared_event_id(line_id: str, contact_id: str) -> str:
+    """The id of the clear a QUEUESTART line makes for one contact: the same line and contact, the same id."""
+    digest = hashlib.sha256(f"{line_id}|{contact_id}".encode("utf-8", "backslashreplace")).hexdigest()
+    return EVENT_ID_PREFIX + digest[:EVENT_ID_HEX_CHARS]
+
+
 def _occurred_at(value: str, tz: tzinfo) -> datetime:
     try:
         if _EPOCH.match(value):
@@ -139,7 +154,14 @@ def _occurred_at(value: str, tz: tzinfo) -> datetime:
     except (ValueError, OverflowError, OSError) as error:
         raise _LineError("time: neither Unix seconds nor a date") from error
     # A date without an offset is wall-clock time where the PBX runs.
-    return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed
+    local = parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed
+    try:
+        # A date with no UTC equivalent (year 1 east of Greenwich is year 0 in UTC, year 9999 west of it
+        # year 10000) is this line's error here rather than the store's later.
+        local.astimezone(UTC)
+    except (ValueError, OverflowError) as error:
+        raise _LineError("time: a date outside the years 1 to 9999 in UTC") from error
+    return local
 
 
 def _seconds(data: list[str], index: int, name: str, required: bool) -> float | None:
@@ -209,6 +231,12 @@ def parse_line(line: str, tz: tzinfo = UTC) -> ParseResult | None:
     fields[4] = verb
     if verb in IGNORED_VERBS:
         return Ignored(verb)
+    if verb == RESTART_VERB:
+        try:
+            at = _occurred_at(fields[0].strip(), tz).timestamp()
+        except _LineError as error:
+            return Malformed(f"{verb}: {error}")
+        return Restart(at, event_id(fields))
     if verb not in CALL_VERBS:
         if not verb:
             return Malformed("verb: missing")

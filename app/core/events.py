@@ -1,4 +1,5 @@
-"""The event vocabulary: call.* and ticket.* mapped onto one arrive/start/leave/finish lifecycle."""
+"""The event vocabulary: call.* and ticket.* mapped onto one arrive/start/leave/finish lifecycle, plus a
+clear step for contacts a source's restart ended without an outcome."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ class Step(StrEnum):
     START = "start"
     LEAVE = "leave"
     FINISH = "finish"
+    # The source lost the contact (Asterisk restarted with the caller in queue): its wait, or its
+    # service, ends without an outcome being counted.
+    CLEAR = "clear"
 
 
 EVENT_TYPES: dict[str, tuple[Channel, Step]] = {
@@ -24,11 +28,13 @@ EVENT_TYPES: dict[str, tuple[Channel, Step]] = {
     "call.abandoned": (Channel.PHONE, Step.LEAVE),
     "call.ended": (Channel.PHONE, Step.FINISH),
     "call.transferred": (Channel.PHONE, Step.FINISH),
+    "call.cleared": (Channel.PHONE, Step.CLEAR),
     "ticket.issued": (Channel.VISIT, Step.ARRIVE),
     "ticket.called": (Channel.VISIT, Step.START),
     "ticket.cancelled": (Channel.VISIT, Step.LEAVE),
     "ticket.completed": (Channel.VISIT, Step.FINISH),
     "ticket.no_show": (Channel.VISIT, Step.FINISH),
+    "ticket.cleared": (Channel.VISIT, Step.CLEAR),
 }
 
 # Each type's channel as a plain str, for hot paths: an Enum member's .value is a property lookup, and

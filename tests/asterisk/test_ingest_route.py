@@ -60,7 +60,8 @@ async def test_kpis_equal_those_worked_out_by_hand_from_the_log(api: RunningApp,
 
     assert response.status_code == 200, response.text
     # 48 call lines (c1 3, c2 3, c3-c6 2 each, c7 3, c8 1, c9 2, c10 2, c11 3, c12 5, c13 2, c14 3,
-    # c15 2, c16 2, c17-c19 3 each), 9 recognised non-call lines and one unknown verb.
+    # c15 2, c16 2, c17-c19 3 each), 8 recognised non-call lines, one unknown verb, and the QUEUESTART
+    # that opens the log, which ends no wait (nobody was queued before it).
     assert response.json() == {
         "lines": 58,
         "events": 48,
@@ -70,7 +71,6 @@ async def test_kpis_equal_those_worked_out_by_hand_from_the_log(api: RunningApp,
             "ADDMEMBER": 2,
             "CONFIGRELOAD": 1,
             "PAUSE": 1,
-            "QUEUESTART": 1,
             "REMOVEMEMBER": 1,
             "RINGCANCELED": 1,
             "RINGNOANSWER": 1,
