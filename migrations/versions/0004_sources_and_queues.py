@@ -38,6 +38,11 @@ def upgrade() -> None:
         sa.Column("retired_at", sa.TIMESTAMP(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("channel", "queue", name=op.f("pk_queues")),
     )
+    # The queues already stored count against the cap as before: registered, by nobody, when first received.
+    op.execute(
+        "INSERT INTO queues (channel, queue, admitted_at) "
+        "SELECT channel, queue, min(received_at) FROM events GROUP BY channel, queue"
+    )
 
 
 def downgrade() -> None:
