@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from datetime import date
 
@@ -48,5 +49,11 @@ async def _rebuild(args: argparse.Namespace) -> str:
 
 
 def cmd_rebuild_rollups(args: argparse.Namespace) -> int:
-    print(asyncio.run(_rebuild(args)))
+    from app.db.rollup import RebuildFailed
+
+    try:
+        print(asyncio.run(_rebuild(args)))
+    except RebuildFailed as error:
+        print(error, file=sys.stderr)
+        return 1
     return 0

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import uvicorn
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.clock import day_bounds
@@ -128,17 +128,19 @@ def test_report_page_shows_months_against_goal_and_prints_on_one_a4_page(server:
     # Narrow to one queue: the table and the chart follow, the totals stay.
     page.locator("#queues input[value=pas]").uncheck()
     page.locator("#controls button[type=submit]").click()
-    page.wait_for_function("document.querySelectorAll('#table tbody tr').length === 24")
+    # Locator waits, not wait_for_function: that evaluates its text with eval, which the page's
+    # Content-Security-Policy (rightly) forbids.
+    expect(page.locator("#table tbody tr")).to_have_count(24)
     assert page.locator("#chart svg path.queue-line").count() == 1
     assert "queue=borgerservice" in page.url
 
     page.locator("#controls select[name=channel]").select_option("visit")
-    page.wait_for_function("document.querySelector('#chart-title').textContent.includes('visit')")
+    expect(page.locator("#chart-title")).to_contain_text("visit")
     page.wait_for_selector("body[data-state=ready]")
     assert page.locator("#chart svg rect.bar.missed").count() == 0  # 75 % against a 70 % goal
 
     page.locator("#controls select[name=channel]").select_option("phone")
-    page.wait_for_function("document.querySelectorAll('#table tbody tr').length === 36")
+    expect(page.locator("#table tbody tr")).to_have_count(36)
     page.emulate_media(media="print")
     assert not page.locator("#controls").is_visible()
     pdf = page.pdf(format="A4", print_background=True)

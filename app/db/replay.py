@@ -9,14 +9,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.events import Event
 from app.core.window import ROLLING_SECONDS, Window
 
+# The instants the ingest schema admits (EARLIEST_AT and LATEST_AT in app/api/schemas.py). A row outside
+# them was stored before that check (year 1 went in as -infinity): it can be no real contact, and its
+# time would turn the window's arithmetic to NaN or overflow, so replays and rebuilds pass it by.
+STORABLE_OCCURRED_AT = "occurred_at >= '1970-01-01T00:00:00Z' AND occurred_at < '10000-01-01T00:00:00Z'"
 # Each event is applied with the time it was first received, so late and expiry counts come out as live.
 # The columns come in the order of Event's fields, so a row builds its Event positionally.
-REPLAY_EVENTS = """
+REPLAY_EVENTS = f"""
 SELECT event_id, type, contact_id, queue, extract(epoch from occurred_at)::float8, agent, desk,
        ticket_number, wait_seconds, resolved, to_queue, source, reason,
        extract(epoch from received_at)::float8
 FROM events
-WHERE received_at >= to_timestamp($1) OR occurred_at >= to_timestamp($1)
+WHERE (received_at >= to_timestamp($1) OR occurred_at >= to_timestamp($1)) AND {STORABLE_OCCURRED_AT}
+  AND NOT EXISTS (SELECT 1 FROM queues AS retired WHERE retired.retired_at IS NOT NULL
+                  AND retired.channel = events.channel AND retired.queue = events.queue)
 ORDER BY id
 """
 FETCH_ROWS = 20_000

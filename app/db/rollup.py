@@ -24,6 +24,7 @@ from app.core.clock import day_bounds, interval_start, local_date
 from app.core.events import Channel, Event
 from app.core.kpis import Tally
 from app.core.window import INTERVALS_KEPT_SECONDS, Window
+from app.db.replay import STORABLE_OCCURRED_AT
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,12 @@ ON CONFLICT (channel, queue, interval_start) DO UPDATE SET
 """
 DELETE_RANGE = "DELETE FROM interval_rollup WHERE interval_start >= $1 AND interval_start < $2"
 
-DAY_EVENTS = """
+DAY_EVENTS = f"""
 SELECT event_id, type, contact_id, queue, extract(epoch from occurred_at)::float8,
        extract(epoch from received_at)::float8, agent, desk, ticket_number, wait_seconds, resolved,
        to_queue, source
 FROM events
-WHERE occurred_at >= $1 AND occurred_at < $2
+WHERE occurred_at >= $1 AND occurred_at < $2 AND {STORABLE_OCCURRED_AT}
 ORDER BY id
 """
 # Small fetches: a rebuild inside the service yields to requests between them.
@@ -74,6 +75,11 @@ REBUILD_MAX_LATENESS_SECONDS = 24 * 3600.0
 # How far back the service heals days the rollup may have missed while it was down; older gaps need
 # `queuepulse rebuild-rollups`.
 HEAL_DAYS = 7
+# A day whose rebuild fails this many times running is given up (logged, counted), so it cannot hold the
+# writer in a loop; a passing outage fails the interval write first and does not count against a day.
+DAY_ATTEMPTS = 5
+# The days a rebuild can take: their local midnights, less a maximum wait, convert to UTC and back.
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 2), date(9998, 12, 31)
 
 Key = tuple[Channel, str, int]
 RollupItem = tuple[Channel, str, int, Tally]
@@ -169,7 +175,7 @@ async def _pruned(engine: AsyncEngine, day_start: float, day_end: float) -> bool
     """Whether the rollup holds quarter-hours of this day from before the oldest stored event (pruned)."""
     async with engine.connect() as connection:
         driver = await _driver(connection)
-        oldest = await driver.fetchval("SELECT min(occurred_at) FROM events")
+        oldest = await driver.fetchval(f"SELECT min(occurred_at) FROM events WHERE {STORABLE_OCCURRED_AT}")
         # The quarter-hour holding the oldest event may hold older, pruned events too; it is not protected.
         until = day_end if oldest is None else min(day_end, interval_start(oldest.timestamp()))
         if until <= day_start:
@@ -199,12 +205,24 @@ async def rebuild_range(
     first: date,
     last: date,
     progress: Callable[[date, int], None] | None = None,
+    failed: list[date] | None = None,
 ) -> int:
-    """Rebuild every local day from first to last inclusive; returns the events replayed."""
+    """Rebuild every local day from first to last inclusive; returns the events replayed.
+
+    With a `failed` list a day that cannot be rebuilt is logged and listed there, and the others go on;
+    without one its error is raised.
+    """
     total = 0
     day = first
     while day <= last:
-        count = await rebuild_day(engine, new_window, day)
+        try:
+            count = await rebuild_day(engine, new_window, day)
+        except Exception as error:
+            if failed is None:
+                raise
+            log.warning("rollup of %s not rebuilt: %s: %s", day, type(error).__name__, error)
+            failed.append(day)
+            count = 0
         total += count
         if progress is not None:
             progress(day, count)
@@ -218,7 +236,7 @@ async def event_days(engine: AsyncEngine, tz_name: str) -> tuple[date, date] | N
         driver = await _driver(connection)
         row = await driver.fetchrow(
             "SELECT (min(occurred_at) AT TIME ZONE $1)::date, (max(occurred_at) AT TIME ZONE $1)::date "
-            "FROM events",
+            f"FROM events WHERE {STORABLE_OCCURRED_AT}",
             tz_name,
         )
     if row is None or row[0] is None:
@@ -239,21 +257,33 @@ async def rebuild_command(
         span = await event_days(engine, tz.key)
         if span is None and first is None:
             return "no events stored: nothing to rebuild"
-        first = first or (span[0] if span else local_date(now, tz))
+        first = first or (max(span[0], EARLIEST_DAY) if span else local_date(now, tz))
         last = last or local_date(now, tz)
     if first > last:
         raise ValueError(f"--from {first} is after --to {last}")
+    if first < EARLIEST_DAY or last > LATEST_DAY:
+        raise ValueError(f"--from and --to must lie between {EARLIEST_DAY} and {LATEST_DAY}")
     started = time.perf_counter()
+    failed: list[date] = []
     events = await rebuild_range(
         engine,
         new_window,
         first,
         last,
         progress=lambda day, _count: print(f"  {day:%Y-%m}", flush=True) if day.day == 1 else None,
+        failed=failed,
     )
     days = (last - first).days + 1
     seconds = time.perf_counter() - started
-    return f"rebuilt {days} days ({first} to {last}) from {events:,} events in {seconds:.1f} s"
+    rebuilt = days - len(failed)
+    summary = f"rebuilt {rebuilt} days ({first} to {last}) from {events:,} events in {seconds:.1f} s"
+    if failed:
+        raise RebuildFailed(f"{summary}; failed, run again for them: {', '.join(map(str, failed))}")
+    return summary
+
+
+class RebuildFailed(Exception):
+    """Some days of a rebuild-rollups run failed; the message says which, the others were rebuilt."""
 
 
 @dataclass(slots=True)
@@ -261,6 +291,8 @@ class RollupStats:
     flushes: int = 0
     rows: int = 0
     days_rebuilt: int = 0
+    # Days given up after DAY_ATTEMPTS failed rebuilds: `queuepulse rebuild-rollups` redoes them.
+    days_failed: int = 0
     errors: int = 0
     last_error: str | None = None
 
@@ -279,15 +311,17 @@ class RollupWriter:
     complete_from: float = float("inf")
     _retry: set[Key] = field(default_factory=set)
     _stale_days: set[date] = field(default_factory=set)
+    _day_failures: dict[date, int] = field(default_factory=dict)
     _heal_pending: bool = False
     _task: asyncio.Task[None] | None = None
-    _series_seen: object = None
+    # The window generation last seen: a new one means the window adopted a fresh replay.
+    _generation_seen: int = -1
 
     def open(self, now: float) -> None:
         """Call right after the start-up replay: today is written whole, missed days are rebuilt."""
         day_start, _ = self.window.today_bounds(now)
         self.complete_from = day_start
-        self._series_seen = self.window.series
+        self._generation_seen = self.window.generation
         # Whatever the window marked while replaying is covered by healing today and older days.
         self.window.take_dirty()
         self._heal_pending = True
@@ -349,9 +383,9 @@ class RollupWriter:
         if self._heal_pending:
             await self._heal()
         now = self.clock()
-        if self.window.series is not self._series_seen:
+        if self.window.generation != self._generation_seen:
             # The window adopted a fresh replay (a target change, a heal): it holds only today in full.
-            self._series_seen = self.window.series
+            self._generation_seen = self.window.generation
             self.complete_from = max(self.complete_from, self.window.today_bounds(now)[0])
         keys = self._retry | self.window.take_dirty()
         self._retry = set()
@@ -370,7 +404,34 @@ class RollupWriter:
             raise
         self.stats.flushes += 1
         self.stats.rows += len(items)
+        # Each day on its own: one that fails (say, an event time no day arithmetic can follow) must not
+        # keep the days after it, and with them late events, out of the rollup.
         for day in sorted(self._stale_days):
-            await rebuild_day(self.engine, self.new_window, day)
+            try:
+                await rebuild_day(self.engine, self.new_window, day)
+            except Exception as error:
+                self._day_failed(day, error)
+                continue
             self._stale_days.discard(day)
+            self._day_failures.pop(day, None)
             self.stats.days_rebuilt += 1
+
+    def _day_failed(self, day: date, error: Exception) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(error).__name__}: {error}"
+        attempts = self._day_failures.get(day, 0) + 1
+        if attempts < DAY_ATTEMPTS:
+            self._day_failures[day] = attempts
+            log.warning("rollup of %s not rebuilt, will retry: %s", day, self.stats.last_error)
+            return
+        self._day_failures.pop(day, None)
+        self._stale_days.discard(day)
+        self.stats.days_failed += 1
+        log.error(
+            "rollup of %s given up after %d failed rebuilds (rebuild-rollups --from %s --to %s): %s",
+            day,
+            attempts,
+            day,
+            day,
+            self.stats.last_error,
+        )
