@@ -9,10 +9,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 from app.asterisk import follower
+from app.queues_cli import add_queues_arguments, cmd_queues
 from app.retention import add_prune_arguments, cmd_prune
 from app.rollup_cli import add_rebuild_arguments, cmd_rebuild_rollups
 from app.settings import Settings
 from app.simulate import add_simulate_arguments, cmd_simulate
+from app.tokens_cli import add_tokens_arguments, cmd_tokens
 
 # Where sources post events, and how they authenticate; the curl example printed by `run` uses these.
 INGEST_PATH = "/v1/events"
@@ -64,7 +66,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"wallboard: {base_url}/screens/wallboard  lobby: {base_url}/screens/lobby")
     print(f"reports: {base_url}/reports  metrics: {base_url}/metrics")
     print(f"live demo feed: .venv/bin/queuepulse simulate --url {base_url} --token {shown}", flush=True)
-    # One worker only: the live window lives in the process's memory.
+    from app.server import bounded_protocol
+
+    # One worker only: the live window lives in the process's memory. httptools, with the header size
+    # limit and the header and body deadlines it lacks (app/server.py); no WebSocket route, so no upgrades.
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -72,7 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         port=port,
         workers=1,
         loop="uvloop",
-        http="httptools",
+        http=bounded_protocol(settings),
+        ws="none",
         access_log=False,
     )
     return 0
@@ -118,6 +124,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         add_rebuild_arguments,
         cmd_rebuild_rollups,
     ),
+    "queues": ("list, retire or restore the tracked queues", add_queues_arguments, cmd_queues),
+    "tokens": ("create, list or revoke named ingest tokens", add_tokens_arguments, cmd_tokens),
 }
 
 

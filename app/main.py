@@ -12,13 +12,16 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.api import bench, events, health, kpis, reports, screens
+from app.api import bench, events, health, kpis, pages, reports, screens
 from app.api.asterisk import router as asterisk_router
 from app.api.deps import Services, Tokens
 from app.api.limits import BodySizeLimit
 from app.api.metrics import router as metrics_router
+from app.api.queues import load_sources, open_sources, persist_admitted, refresh_sources_forever
+from app.api.queues import router as queues_router
 from app.api.targets import live
 from app.api.targets import router as targets_router
+from app.api.tokens import router as tokens_router
 from app.core.events import Channel
 from app.core.kpis import Target
 from app.core.targets import TargetBook
@@ -47,7 +50,7 @@ def target_book(settings: Settings) -> TargetBook:
     for name, target in settings.queue_targets.items():
         channel, _, queue = name.partition("/")
         overrides[(Channel(channel), queue)] = Target(
-            target.threshold_seconds, target.goal_pct, target.formula
+            target.threshold_seconds, target.goal_pct, target.formula or settings.formula
         )
     return TargetBook(defaults, overrides)
 
@@ -70,9 +73,13 @@ async def _replay_then_open(services: Services) -> None:
         try:
             # Stored targets first: they decide which starts were within threshold during replay.
             await load_targets(services.engine, services.targets)
+            # The stored ingest tokens and queue registry (retired queues, which source admitted which).
+            await load_sources(services)
             # Into a fresh window, so a replay cut short by the database is retried from nothing.
             fresh = Window(services.window.config, services.targets)
             services.replayed_events = await replay(services.engine, fresh, services.clock())
+            # The process before this one counted the replayed outcomes already.
+            fresh.start_lifetime_counts()
             services.window.adopt(fresh)
         except Exception as error:
             log.warning("replay failed, retrying: %s: %s", type(error).__name__, error)
@@ -80,13 +87,14 @@ async def _replay_then_open(services: Services) -> None:
             continue
         services.replay_seconds = time.perf_counter() - started
         break
+    await open_sources(services)
     if services.rollup is not None:
         services.rollup.open(services.clock())
         services.rollup.start()
     services.writer.start()
     services.ready = True
     log.info("ready: replayed %d events in %.2f s", services.replayed_events, services.replay_seconds)
-    await heal_after_failed_commits(live(services))
+    await asyncio.gather(heal_after_failed_commits(live(services)), refresh_sources_forever(services))
 
 
 def create_app(settings: Settings | None = None, clock: Callable[[], float] = time.time) -> FastAPI:
@@ -141,6 +149,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], float] = ti
                 await opening
             if services.ready:
                 await writer.close()
+                await persist_admitted(services)
                 if services.rollup is not None:
                     await services.rollup.close()
             await engine.dispose()
@@ -150,6 +159,11 @@ def create_app(settings: Settings | None = None, clock: Callable[[], float] = ti
         summary="Live service levels for citizen-service phone queues and ticket lobbies.",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's own pages load Swagger UI and ReDoc from a CDN and run inline scripts; /docs is served
+        # from installed files instead (app/api/pages.py), and ReDoc is not offered.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(IngestTimer)
@@ -160,7 +174,10 @@ def create_app(settings: Settings | None = None, clock: Callable[[], float] = ti
     app.include_router(asterisk_router)
     app.include_router(reports.router)
     app.include_router(screens.router)
+    app.include_router(pages.router)
     app.include_router(metrics_router)
+    app.include_router(queues_router)
+    app.include_router(tokens_router)
     if settings.bench_endpoints:
         app.include_router(bench.router)
     return app

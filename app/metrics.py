@@ -19,10 +19,12 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.events import EVENT_TYPES, Channel, Event
 from app.core.kpis import Tally, service_level
+from app.core.queues import REFUSED_KEPT
 from app.core.window import WINDOWS, Window
 
 if TYPE_CHECKING:
@@ -32,7 +34,10 @@ if TYPE_CHECKING:
     from app.settings import Settings
 
 INGEST_PATH = "/v1/events"
-RESULTS = ("accepted", "duplicate", "rejected")
+RESULTS = ("accepted", "duplicate", "rejected", "conflict")
+# The ingest timing's status for a request whose client went away before it was answered (nginx's
+# "client closed request"): not a 5xx, so the server-error alert does not count it.
+CLIENT_CLOSED = 499
 # A refused body that is not a list of objects with a known "type" is counted under this type.
 UNKNOWN_TYPE = "unknown"
 # Whole seconds, so the buckets are exact (see Window's lifetime_waits); 60 and 300 are the default
@@ -169,12 +174,24 @@ class WindowCollector(Collector):
         services = self.services
         window = services.window
         now = services.clock()
+        registry = services.queues
+        # A window rebuilt since the last scrape may still hold a queue retired during its replay.
+        registry.hide_retired(window.generation, window.series, window.drop_queue)
         keys, left_out = exported_queues(window, services.settings.max_queues)
         yield GaugeMetricFamily(
             "queuepulse_queues_not_exported",
-            "Queues beyond QUEUEPULSE_MAX_QUEUES, left out of the per-queue metrics.",
-            left_out,
+            "Queues with no per-queue metrics: named by events refused by a queue cap since start-up "
+            f"(distinct, counted up to {REFUSED_KEPT}), or held beyond QUEUEPULSE_MAX_QUEUES.",
+            left_out + len(registry.refused),
         )
+        registered = GaugeMetricFamily(
+            "queuepulse_queues",
+            "Registered queues: admitted (counted against QUEUEPULSE_MAX_QUEUES) or retired by an admin.",
+            labels=["state"],
+        )
+        registered.add_metric(["admitted"], len(registry.admitted))
+        registered.add_metric(["retired"], len(registry.retired))
+        yield registered
         queue_labels = ["channel", "queue"]
         window_labels = ["channel", "queue", "window"]
         level = GaugeMetricFamily(
@@ -279,7 +296,8 @@ class Metrics:
         self.events = Counter(
             "queuepulse_events",
             "Events posted, by type and result: accepted (new), duplicate (seen before), rejected (refused "
-            "with 413/422, nothing stored).",
+            "with 413/422 once the token was accepted, nothing stored), conflict (its event_id was stored, "
+            "or given earlier in the request, with another payload: the request was refused with 409).",
             ["type", "result"],
             registry=self.registry,
         )
@@ -290,7 +308,7 @@ class Metrics:
         self.events.labels(UNKNOWN_TYPE, "rejected")
         self.ingest_seconds = Histogram(
             "queuepulse_ingest_request_duration_seconds",
-            "Time to answer POST /v1/events, by HTTP status.",
+            "Time to answer POST /v1/events, by HTTP status (499: the client left before the answer).",
             ["status"],
             buckets=INGEST_SECONDS_BUCKETS,
             registry=self.registry,
@@ -328,6 +346,11 @@ class Metrics:
         for event_type, count in (offered - accepted).items():
             self.events.labels(event_type, "duplicate").inc(count)
 
+    def conflicted(self, event_types: Iterable[str]) -> None:
+        """Count the events, by type, whose event_id a refused request reused for another payload."""
+        for event_type, count in collections.Counter(event_types).items():
+            self.events.labels(event_type, "conflict").inc(count)
+
     def rejected(self, body: bytes) -> None:
         """Count the events of a refused request body by type (unknown when the body does not say)."""
         try:
@@ -353,7 +376,11 @@ def _metrics_of(scope: Scope) -> Metrics | None:
 class IngestTimer:
     """ASGI middleware for POST /v1/events: times every answer and counts refused events by type.
 
-    It sits outside the route so answers decided before the handler runs (401, 403, 413) are timed too.
+    It sits outside the route so answers decided before the handler runs (401, 403) are timed too. Only a
+    413 or 422 counts events as rejected, and the route gives those only after the token was accepted
+    (BodySizeLimit raises its 413 when the route reads the body, after the token check), so a client
+    without a token never moves the rejected count. A client that goes away before its body is in is
+    timed as 499, not as a server error: there is no answer to give, and no 5xx alert to raise.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -365,12 +392,16 @@ class IngestTimer:
             return
         started = time.perf_counter()
         chunks: list[bytes] = []
-        status = 500
+        status: int | None = None
+        gone = False
 
         async def receiving() -> Message:
+            nonlocal gone
             message = await receive()
             if message["type"] == "http.request":
                 chunks.append(message.get("body", b""))
+            elif message["type"] == "http.disconnect":
+                gone = True
             return message
 
         async def sending(message: Message) -> None:
@@ -379,9 +410,18 @@ class IngestTimer:
                 status = message["status"]
             await send(message)
 
+        failed = True
         try:
             await self.app(scope, receiving, sending)
+            failed = False
+        except ClientDisconnect:
+            # Raised by the route's read of the body; the client is gone, so there is nobody to answer.
+            if not gone or status is not None:
+                raise
+            failed = False
         finally:
+            if status is None:
+                status = CLIENT_CLOSED if gone and not failed else 500
             metrics = _metrics_of(scope)
             if metrics is not None:
                 metrics.ingest_seconds.labels(str(status)).observe(time.perf_counter() - started)

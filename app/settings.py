@@ -6,16 +6,23 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Formula = Literal["offered", "answered", "abandons_excluded"]
 
 
 class QueueTarget(BaseModel):
-    threshold_seconds: float = Field(gt=0)
+    """One entry of QUEUEPULSE_QUEUE_TARGETS: the queue's threshold and goal, and optionally its formula."""
+
+    # A misspelt key would otherwise be dropped and its queue silently given the inherited value.
+    model_config = ConfigDict(extra="forbid")
+
+    # The bounds PUT /v1/targets takes: finite, at most a day.
+    threshold_seconds: float = Field(gt=0, le=86_400)
     goal_pct: float = Field(ge=0, le=100)
-    formula: Formula = "offered"
+    # None: the queue keeps QUEUEPULSE_FORMULA, as it keeps every setting it does not name.
+    formula: Formula | None = None
 
 
 class Settings(BaseSettings):
@@ -54,9 +61,23 @@ class Settings(BaseSettings):
     # Events this much older than their arrival are counted as late (they still count where they belong).
     late_after_seconds: float = 60.0
     max_future_seconds: float = 300.0
+    # How far back an event may be dated: ten years of backfill. Older ones are refused (422), so no typo
+    # or zero date reaches the store; the schema's own floor (1970 in UTC) holds whatever this is set to.
+    max_past_days: float = Field(default=3660.0, gt=0)
     max_batch: int = 1000
     max_body_bytes: int = 1_048_576
+    # The request line and headers of one request (app/server.py); over it: 431 and the connection closed.
+    # Browsers and curl send well under 8 KiB; the limit keeps an endless header from being buffered.
+    max_header_bytes: int = Field(default=65_536, ge=1024)
+    # From a request's first byte to the end of its headers, and from there to the end of its body (a
+    # 1 MiB body at 1 Mbit/s takes 8 s): a client that trickles either is disconnected.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=60.0, gt=0)
     max_queues: int = 200
+    # Queues one ingest token may admit (app/core/queues.py): half the cap, so a source gone wrong leaves
+    # the other half to the rest, while one source alone still gets several times the 5 to 30 queues a
+    # citizen-service centre runs. Set it to max_queues to let one source take the whole cap.
+    max_queues_per_source: int = Field(default=100, ge=1)
 
     # Under heavy batch load a cap below the events in flight splits them into two flushes, so one
     # inserts while the other commits and the process parses the next requests (measured: 2000 → 800

@@ -210,8 +210,10 @@ async def test_ingest_needs_the_ingest_token(api: RunningApp, clean_db: AsyncEng
 
 
 async def test_same_event_id_twice_is_stored_and_counted_once(api: RunningApp, clean_db: AsyncEngine) -> None:
-    first = await api.post(event("once"))
-    again = await api.post(event("once"))
+    # A retry sends the same payload; another payload is a conflict (tests/test_event_conflicts.py).
+    once = event("once")
+    first = await api.post(once)
+    again = await api.post(once)
     assert first.json() == {"accepted": 1, "duplicates": 0}
     assert again.json() == {"accepted": 0, "duplicates": 1}
     assert await stored(clean_db) == ["once"]
@@ -221,7 +223,8 @@ async def test_same_event_id_twice_is_stored_and_counted_once(api: RunningApp, c
 
 
 async def test_duplicates_inside_one_batch_count_once(api: RunningApp, clean_db: AsyncEngine) -> None:
-    response = await api.post([event("twin"), event("other"), event("twin"), event("twin")])
+    twin = event("twin")
+    response = await api.post([twin, event("other"), twin, twin])
     assert response.status_code == 200, response.text
     assert response.json() == {"accepted": 2, "duplicates": 2}
     assert await stored(clean_db) == ["twin", "other"]
@@ -231,7 +234,8 @@ async def test_duplicates_inside_one_batch_count_once(api: RunningApp, clean_db:
 
 
 async def test_a_batch_mixing_new_and_stored_events(api: RunningApp, clean_db: AsyncEngine) -> None:
-    await api.post([event("a"), event("b")])
-    response = await api.post([event("b"), event("c"), event("a")])
+    a, b = event("a"), event("b")
+    await api.post([a, b])
+    response = await api.post([b, event("c"), a])
     assert response.json() == {"accepted": 1, "duplicates": 2}
     assert await stored(clean_db) == ["a", "b", "c"]

@@ -142,17 +142,17 @@ async def _rebuilt_after_failed_commits(
         await asyncio.to_thread(stoppable_server.start)
     writer = api.services.writer
     assert writer.stats.errors >= 1
-    before = api.services.window.series
+    before = api.services.window.generation
     for _ in range(RECOVERY_ATTEMPTS):
         if (await api.post(_event(5))).status_code == 200:
             break
         await asyncio.sleep(0.1)
     # The healer rebuilds the window from the database once it answers again (its state is replaced).
     for _ in range(RECOVERY_ATTEMPTS):
-        if api.services.window.series is not before:
+        if api.services.window.generation != before:
             break
         await asyncio.sleep(0.1)
-    assert api.services.window.series is not before
+    assert api.services.window.generation != before
     live = await api.kpis("today")
     async with running_app(outage_settings, clock=lambda: now) as fresh:
         recomputed = await fresh.kpis("today")

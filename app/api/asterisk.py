@@ -3,22 +3,40 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import asyncpg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.api.auth import RequireIngest
+from app.api.auth import RequireIngest, ingest_source
 from app.api.deps import RequireReady, ServicesDep
 from app.api.limits import queue_cap_issues
-from app.api.schemas import ValidationIssue, single_event
-from app.asterisk.parser import Ignored, Malformed, ParseResult, Unknown, decode_line, parse_line
+from app.api.queues import submit_admitting
+from app.api.schemas import EARLIEST_AT, ValidationIssue, single_event
+from app.asterisk.parser import (
+    SOURCE,
+    Ignored,
+    Malformed,
+    ParseResult,
+    Restart,
+    Unknown,
+    decode_line,
+    parse_line,
+)
+from app.asterisk.visits import Stored, resolve
 from app.core.events import Channel, Event
-from app.db.writer import Backpressure, StoreUnavailable
+from app.core.queues import QueueRegistry, Reservation
+from app.core.window import Window
+from app.db.visits import stored_for
+from app.db.writer import Backpressure, Conflict, Refused, StoreUnavailable
+from app.settings import Settings
 
 router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
 
@@ -26,6 +44,8 @@ router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
 # follower sends in batches instead.
 MAX_LINES = 10_000
 RETRY_AFTER_SECONDS = "1"
+# What looking up a request's earlier visits can fail with when the database is away.
+STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, SQLAlchemyError)
 
 
 class LineIssue(BaseModel):
@@ -56,6 +76,19 @@ def _refused(status_code: int, message: str, headers: dict[str, str] | None = No
     return JSONResponse({"detail": message}, status_code=status_code, headers=headers)
 
 
+def _conflicting(error: Conflict, line_numbers: list[int]) -> Response:
+    """409 naming each line whose event_id is stored, or on an earlier line, with another payload."""
+    errors = [
+        LineIssue(
+            line=line_numbers[clash.index],
+            reason=clash.describe(None if clash.earlier is None else f"line {line_numbers[clash.earlier]}"),
+        ).model_dump()
+        for clash in error.clashes
+    ]
+    detail = "lines reuse an event_id for another payload; nothing of the request was stored"
+    return JSONResponse({"detail": detail, "errors": errors}, status_code=409)
+
+
 async def _body(request: Request, limit: int) -> bytes | None:
     """The body, or None once it grows past the limit (read no further than that)."""
     body = bytearray()
@@ -71,19 +104,36 @@ class _Reading:
     """What the lines of one request came to: events by line number, and what was not used."""
 
     events: list[tuple[int, Event]] = field(default_factory=list)
+    # QUEUESTART lines: they become a clear for each contact still open when Asterisk started.
+    restarts: list[tuple[int, Restart]] = field(default_factory=list)
     errors: list[LineIssue] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)
     unknown: Counter[str] = field(default_factory=Counter)
     lines: int = 0
 
-    def use(self, number: int, result: ParseResult, now: float, max_future_seconds: float) -> None:
+    def use(
+        self, number: int, result: ParseResult, now: float, max_future_seconds: float, max_past_days: float
+    ) -> None:
         self.lines += 1
+        # The schema floor too: a restart is no event, but the clears it makes carry its time.
+        earliest = max(now - max_past_days * 86_400.0, EARLIEST_AT)
         if isinstance(result, Ignored):
             self.ignored[result.verb] += 1
         elif isinstance(result, Unknown):
             self.unknown[result.verb] += 1
         elif isinstance(result, Malformed):
             self.errors.append(LineIssue(line=number, reason=result.reason))
+        elif isinstance(result, Restart):
+            # A restart dated ahead would clear callers who are still waiting.
+            if result.at - now > max_future_seconds:
+                message = f"QUEUESTART: time: is more than {max_future_seconds:g} seconds in the future"
+                self.errors.append(LineIssue(line=number, reason=message))
+                return
+            if result.at < earliest:
+                message = f"QUEUESTART: time: is more than {max_past_days:g} days in the past"
+                self.errors.append(LineIssue(line=number, reason=message))
+                return
+            self.restarts.append((number, result))
         else:
             try:
                 event = single_event.validate_python(result.event)
@@ -94,31 +144,64 @@ class _Reading:
                 message = f"occurred_at: is more than {max_future_seconds:g} seconds in the future"
                 self.errors.append(LineIssue(line=number, reason=message))
                 return
+            if event.at < earliest:
+                message = f"occurred_at: is more than {max_past_days:g} days in the past"
+                self.errors.append(LineIssue(line=number, reason=message))
+                return
             self.events.append((number, event))
 
-    def cap_queues(self, known: set[tuple[Channel, str]], max_queues: int) -> None:
-        """Leave out, as line errors, the events of queues beyond max_queues; admit the others' queues."""
-        capped = self._queue_cap_issues(known, max_queues)
-        if not capped:
-            return
-        refused = {issue.index for issue in capped}
-        self.errors.extend(
-            LineIssue(line=issue.index or 0, reason=f"queue: {issue.message}") for issue in capped
-        )
-        self.events = [(number, event) for number, event in self.events if number not in refused]
-        self._queue_cap_issues(known, max_queues)
+    def cap_queues(self, registry: QueueRegistry, source: str, settings: Settings) -> Reservation | None:
+        """Leave out, as line errors, the events of queues that cannot be admitted (retired, or past a queue
+        cap); hold the others' new queues, for the caller to commit or release with the events."""
+        while True:
+            capped, held = self._queue_cap_issues(registry, source, settings)
+            if not capped:
+                return held
+            refused = {issue.index for issue in capped}
+            self.errors.extend(
+                LineIssue(line=issue.index or 0, reason=f"queue: {issue.message}") for issue in capped
+            )
+            self.events = [(number, event) for number, event in self.events if number not in refused]
 
-    def _queue_cap_issues(self, known: set[tuple[Channel, str]], max_queues: int) -> list[ValidationIssue]:
+    def resolve_visits(self, stored: Stored, window: Window) -> None:
+        """Number each channel's visits to a queue, and clear what the restarts ended (asterisk/visits.py)."""
+        lines: list[tuple[int, Event | Restart]] = [*self.events, *self.restarts]
+        lines.sort(key=lambda item: item[0])
+        resolution = resolve(lines, stored, _LiveAsterisk(window))
+        self.events = resolution.events
+        self.errors.extend(LineIssue(line=number, reason=reason) for number, reason in resolution.errors)
+
+    def _queue_cap_issues(
+        self, registry: QueueRegistry, source: str, settings: Settings
+    ) -> tuple[list[ValidationIssue], Reservation | None]:
         numbers = [number for number, _ in self.events]
-        return queue_cap_issues([event for _, event in self.events], numbers, known, max_queues)
+        events = [event for _, event in self.events]
+        return queue_cap_issues(
+            events, numbers, registry, source, settings.max_queues, settings.max_queues_per_source
+        )
 
 
-def _read(raw_lines: list[bytes], tz: tzinfo, now: float, max_future_seconds: float) -> _Reading:
+@dataclass(frozen=True, slots=True)
+class _LiveAsterisk:
+    """The window's Asterisk calls, as app/asterisk/visits.py asks about them."""
+
+    window: Window
+
+    def open_before(self, at: float) -> Sequence[tuple[str, str]]:
+        return self.window.open_contacts(Channel.PHONE, SOURCE, at)
+
+    def over_by(self, contact_id: str, at: float) -> bool:
+        return self.window.over_by(Channel.PHONE, contact_id, at)
+
+
+def _read(
+    raw_lines: list[bytes], tz: tzinfo, now: float, max_future_seconds: float, max_past_days: float
+) -> _Reading:
     reading = _Reading()
     for number, raw in enumerate(raw_lines, start=1):
         result = parse_line(decode_line(raw), tz)
         if result is not None:
-            reading.use(number, result, now, max_future_seconds)
+            reading.use(number, result, now, max_future_seconds, max_past_days)
     return reading
 
 
@@ -139,7 +222,7 @@ _TEXT_BODY: dict[str, Any] = {
     "/asterisk-queue-log",
     dependencies=[RequireIngest, RequireReady],
     response_model=QueueLogResult,
-    responses={401: {}, 403: {}, 413: {}, 422: {}, 503: {}},
+    responses={401: {}, 403: {}, 409: {}, 413: {}, 422: {}, 503: {}},
     openapi_extra=_TEXT_BODY,
 )
 async def post_queue_log(
@@ -165,20 +248,35 @@ async def post_queue_log(
     body = await _body(request, settings.max_body_bytes)
     if body is None:
         return _refused(413, f"the body holds at most {settings.max_body_bytes} bytes")
-    raw_lines = body.split(b"\n")
+    # \r\n, \n and a lone \r each end a line (bytes.splitlines knows no other line ends), as in the follower.
+    raw_lines = body.splitlines()
     if len(raw_lines) > MAX_LINES:
         return _refused(413, f"a request holds at most {MAX_LINES} lines; send the rest in another")
 
-    reading = _read(raw_lines, tz, services.clock(), settings.max_future_seconds)
-    if len(services.queues) < len(services.window.series):
-        services.queues.update(services.window.series)
-    reading.cap_queues(services.queues, settings.max_queues)
+    reading = _read(raw_lines, tz, services.clock(), settings.max_future_seconds, settings.max_past_days)
+    stored = Stored()
+    if reading.events:
+        try:
+            stored = await stored_for(services.engine, [event for _, event in reading.events])
+        except STORE_ERRORS as error:
+            return _refused(503, f"events not stored: {error}", {"Retry-After": RETRY_AFTER_SECONDS})
+    # Last before the commit, with no await between: what it holds is let go by submit_admitting.
+    source = ingest_source(request)
+    held = reading.cap_queues(services.queues, source, settings)
+    # After the cap, so a restart clears only contacts whose arrival is stored or let through with it.
+    reading.resolve_visits(stored, services.window)
     accepted = duplicates = 0
     if reading.events:
         try:
-            accepted, duplicates = await services.writer.submit([event for _, event in reading.events])
+            events = [event for _, event in reading.events]
+            accepted, duplicates = await submit_admitting(services, events, source, held)
         except Backpressure:
             return _refused(503, "ingest queue is full; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS})
+        except Conflict as error:
+            services.metrics.conflicted(clash.type for clash in error.clashes)
+            return _conflicting(error, [number for number, _ in reading.events])
+        except Refused as error:
+            return _refused(422, f"events not stored: {error}")
         except StoreUnavailable as error:
             return _refused(503, f"events not stored: {error}", {"Retry-After": RETRY_AFTER_SECONDS})
     result_body = QueueLogResult(

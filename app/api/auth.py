@@ -1,25 +1,16 @@
-"""Bearer tokens by scope: ingest, read, admin. Compared in constant time, never logged."""
+"""Bearer tokens by scope: ingest, read, admin. Compared by SHA-256 digest in constant time, never logged."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
-from app.api.deps import Services, ServicesDep, Tokens
+from app.api.deps import Services, ServicesDep, Tokens, check_ready
+from app.db.tokens import ADMIN_SOURCE_NAME, token_digest
 
 Scope = Literal["ingest", "read", "admin"]
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-
-
-def _matches(presented: str, expected: str | None) -> bool:
-    # Digests of equal length, so the comparison takes the same time whatever the token's length.
-    return expected is not None and secrets.compare_digest(_digest(presented), _digest(expected))
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -31,10 +22,23 @@ def _bearer(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def authorize(tokens: Tokens, scope: Scope, authorization: str | None) -> None:
-    """Raise 401 without a bearer token, 403 when it does not grant `scope` (the admin token grants all)."""
+def _same_digest(presented: bytes, expected: bytes | None) -> bool:
+    # Digests of equal length, so the comparison takes the same time whatever the token's length.
+    return expected is not None and secrets.compare_digest(presented, expected)
+
+
+def _matches(presented: str, expected: str | None) -> bool:
+    return expected is not None and _same_digest(token_digest(presented), token_digest(expected))
+
+
+def authorize(tokens: Tokens, scope: Scope, authorization: str | None) -> str | None:
+    """Raise 401 without a bearer token, 403 when it does not grant `scope` (the admin token grants all).
+
+    Returns the name of the token that granted an ingest request: the stored token's name, "default" for
+    the configured ingest token, "admin" for the admin token. That name is the events' source.
+    """
     if scope == "read" and tokens.read is None:
-        return
+        return None
     presented = _bearer(authorization)
     if presented is None:
         raise HTTPException(
@@ -42,15 +46,37 @@ def authorize(tokens: Tokens, scope: Scope, authorization: str | None) -> None:
             "missing bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    allowed = (getattr(tokens, scope), tokens.admin)
-    # Every candidate is compared, so timing does not tell which token nearly matched.
-    if not any([_matches(presented, expected) for expected in allowed]):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"token does not grant the {scope} scope")
+    digest = token_digest(presented)
+    # Both digests compared every time, so timing does not tell which token nearly matched; ingest tokens
+    # are found by their digest, which says nothing of how close a wrong token came.
+    admin = _same_digest(digest, tokens.admin_digest)
+    if scope == "ingest":
+        name = tokens.named.get(digest)
+        if name is not None:
+            return name
+    elif scope == "read" and _same_digest(digest, tokens.read_digest):
+        return scope
+    if admin:
+        return ADMIN_SOURCE_NAME
+    if scope == "ingest" and not tokens.stored_loaded:
+        # The database was not read yet (start-up): a source's token must not look revoked meanwhile.
+        raise HTTPException(503, "starting: loading the ingest tokens", headers={"Retry-After": "1"})
+    raise HTTPException(status.HTTP_403_FORBIDDEN, f"token does not grant the {scope} scope")
+
+
+def ingest_source(request: Request) -> str:
+    """The name of the token an ingest request was granted by (see authorize)."""
+    source: str = request.state.ingest_source
+    return source
 
 
 def require(scope: Scope) -> Any:
-    async def check(services: ServicesDep, authorization: Annotated[str | None, Header()] = None) -> None:
-        authorize(services.tokens, scope, authorization)
+    async def check(
+        request: Request, services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+    ) -> None:
+        name = authorize(services.tokens, scope, authorization)
+        if scope == "ingest":
+            request.state.ingest_source = name
 
     return Depends(check)
 
@@ -65,9 +91,10 @@ def granted(scope: Scope) -> Any:
 
     async def services_for(request: Request) -> Services:
         services: Services = request.app.state.services
-        authorize(services.tokens, scope, request.headers.get("authorization"))
-        if not services.ready:
-            raise HTTPException(503, "starting: replaying today's events", headers={"Retry-After": "1"})
+        name = authorize(services.tokens, scope, request.headers.get("authorization"))
+        if scope == "ingest":
+            request.state.ingest_source = name
+        check_ready(services)
         return services
 
     return Depends(services_for)

@@ -10,22 +10,34 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from app.api.auth import ReadyIngest
+from app.api.auth import ReadyIngest, ingest_source
 from app.api.limits import queue_cap_issues
+from app.api.queues import submit_admitting
 from app.api.schemas import (
     EVENT_JSON_SCHEMA,
     IngestResult,
     ValidationFailed,
     ValidationIssue,
+    duplicate_key_issues,
     event_batch,
-    future_issues,
+    occurred_at_issues,
     single_event,
 )
-from app.db.writer import Backpressure, StoreUnavailable
+from app.db.writer import Backpressure, Conflict, Refused, StoreUnavailable
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
 RETRY_AFTER_SECONDS = "1"
+JSON_MEDIA_MESSAGE = "Content-Type must be application/json (or application/*+json)"
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """application/json or a +json type, any parameters (charset) allowed. No header at all is taken as
+    JSON too: the body must parse as JSON either way, and simple clients send none."""
+    if content_type is None:
+        return True
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def _issues(error: ValidationError, batch: bool) -> list[ValidationIssue]:
@@ -99,17 +111,30 @@ _EVENT_BODY: dict[str, Any] = {
 @router.post(
     "/events",
     response_model=IngestResult,
-    responses={401: {}, 403: {}, 413: {}, 422: {"model": ValidationFailed}, 503: {}},
+    responses={
+        401: {},
+        403: {},
+        409: {"model": ValidationFailed},
+        413: {},
+        415: {},
+        422: {"model": ValidationFailed},
+        503: {},
+    },
     openapi_extra=_EVENT_BODY,
 )
 async def post_events(request: Request, services: ReadyIngest) -> Response:
     """Store one event or a batch of up to 1000, all or nothing; answers once they are committed."""
+    if not is_json_media_type(request.headers.get("content-type")):
+        return JSONResponse({"detail": JSON_MEDIA_MESSAGE}, status_code=415)
     body = await request.body()
     batch = body.lstrip()[:1] == b"["
     try:
         stored = event_batch.validate_json(body) if batch else [single_event.validate_json(body)]
     except ValidationError as error:
         return _rejected(_issues(_located(error, body, batch), batch))
+    repeated = duplicate_key_issues(body, stored, batch)
+    if repeated:
+        return _rejected(repeated)
     if len(stored) > services.settings.max_batch:
         return _rejected(
             [
@@ -120,20 +145,34 @@ async def post_events(request: Request, services: ReadyIngest) -> Response:
                 )
             ]
         )
-    late = future_issues(stored, time.time(), services.settings.max_future_seconds)
-    if late:
-        return _rejected(late)
-    if len(services.queues) < len(services.window.series):
-        services.queues.update(services.window.series)
-    capped = queue_cap_issues(
-        stored, range(len(stored)) if batch else [None], services.queues, services.settings.max_queues
+    settings = services.settings
+    misdated = occurred_at_issues(stored, time.time(), settings.max_future_seconds, settings.max_past_days)
+    if misdated:
+        return _rejected(misdated)
+    source = ingest_source(request)
+    capped, held = queue_cap_issues(
+        stored,
+        range(len(stored)) if batch else [None],
+        services.queues,
+        source,
+        settings.max_queues,
+        settings.max_queues_per_source,
     )
     if capped:
         return _rejected(capped)
     try:
-        accepted, duplicates = await services.writer.submit(stored)
+        accepted, duplicates = await submit_admitting(services, stored, source, held)
     except Backpressure:
         return _unavailable("ingest queue is full; retry shortly")
+    except Conflict as error:
+        services.metrics.conflicted(clash.type for clash in error.clashes)
+        issues = [
+            ValidationIssue(index=clash.index if batch else None, field="event_id", message=clash.message)
+            for clash in error.clashes
+        ]
+        return JSONResponse(ValidationFailed(detail=issues).model_dump(), status_code=409)
+    except Refused as error:
+        return _rejected([ValidationIssue(index=None, field=None, message=f"events not stored: {error}")])
     except StoreUnavailable as error:
         return _unavailable(f"events not stored: {error}")
     return Response(

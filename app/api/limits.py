@@ -1,4 +1,4 @@
-"""Limits with clear answers: request bodies over max_body_bytes get 413, new queues beyond max_queues 422."""
+"""Limits with clear answers: request bodies over max_body_bytes get 413, queues past the queue caps 422."""
 
 from __future__ import annotations
 
@@ -8,18 +8,31 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.schemas import ValidationIssue
-from app.core.events import EVENT_TYPES, Channel, Event
+from app.core.events import Event
+from app.core.queues import QueueRegistry, Reservation
 
 
 def _too_large(max_bytes: int) -> HTTPException:
-    return HTTPException(413, f"request body larger than {max_bytes} bytes")
+    # The unread rest of the body would otherwise be read (and thrown away) before the next request.
+    return HTTPException(413, f"request body larger than {max_bytes} bytes", headers={"Connection": "close"})
+
+
+# Methods whose routes read a body. Their 413 for a declared length waits for the route to ask for the
+# body; any other method's is answered at once, since a file response reads receive() only to notice the
+# client leaving, where a refusal would be an error after its answer began.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class BodySizeLimit:
     """Refuses bodies over max_bytes: at once by Content-Length, else by counting the streamed bytes.
 
-    A chunked body has no Content-Length, so the count is what bounds it: the route reading the body gets
-    a 413 raised from receive() as soon as the limit is passed, before the rest is buffered.
+    For a body-carrying method the 413 is raised from receive(), so it comes when the route asks for the
+    body: the ingest and admin routes check the token first, so a request without one gets its 401 or 403
+    as any other, and a 413 (which the metrics count as rejected events) only answers a client allowed to
+    send. A declared length over the limit is refused at the first receive(), before a byte of the body
+    is read (and before uvicorn sends `100 Continue`), and whatever answers such a request closes the
+    connection. A chunked body has no Content-Length, so the count is what bounds it: the 413 is raised as
+    soon as the limit is passed, before the rest is buffered.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -32,7 +45,10 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            if scope["method"] in BODY_METHODS:
+                await self._refuse_when_read(scope, send)
+            else:
+                await self._refuse(send)
             return
         seen = 0
 
@@ -47,6 +63,20 @@ class BodySizeLimit:
 
         await self.app(scope, counted, send)
 
+    async def _refuse_when_read(self, scope: Scope, send: Send) -> None:
+        async def refused() -> Message:
+            raise _too_large(self.max_bytes)
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"connection" for name, _ in headers):
+                    headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, refused, closing)
+
     async def _refuse(self, send: Send) -> None:
         body = b'{"detail":"request body larger than %d bytes"}' % self.max_bytes
         await send(
@@ -56,7 +86,6 @@ class BodySizeLimit:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
-                    # The unread body would otherwise be taken for the next request on this connection.
                     (b"connection", b"close"),
                 ],
             }
@@ -67,38 +96,19 @@ class BodySizeLimit:
 def queue_cap_issues(
     events: Sequence[Event],
     labels: Sequence[int | None],
-    known: set[tuple[Channel, str]],
+    registry: QueueRegistry,
+    source: str,
     max_queues: int,
-) -> list[ValidationIssue]:
-    """Issues for the events that would take the count of distinct queues past max_queues; each issue's
-    index is the event's label (its batch index, its log line, or None).
+    max_per_source: int,
+) -> tuple[list[ValidationIssue], Reservation | None]:
+    """Issues for the events whose queue cannot be admitted (retired, or past the source's cap or the cap
+    for all), each at the event's label (its batch index, its log line, or None); else the reservation
+    that holds the new queues until the caller commits or releases it.
 
-    `known` holds the queues already admitted; those admitted by this batch are added to it only when the
-    whole batch fits, so a refused batch leaves nothing behind.
+    A refused batch holds nothing, and a held queue counts against the caps until it is let go, so a
+    request that then fails (503) must release it: only committed events admit a queue.
     """
-    # Nearly always every queue is admitted already: a batch's few distinct (type, queue) pairs say so
-    # without a lookup per event.
-    pairs = {(event.type, event.queue) for event in events}
-    if all((EVENT_TYPES[event_type][0], queue) in known for event_type, queue in pairs):
-        return []
-    added: set[tuple[Channel, str]] = set()
-    issues = []
-    for label, event in zip(labels, events, strict=True):
-        key = (event.channel, event.queue)
-        if key in known or key in added:
-            continue
-        if len(known) + len(added) >= max_queues:
-            issues.append(
-                ValidationIssue(
-                    index=label,
-                    field="queue",
-                    message=(
-                        f"at most {max_queues} distinct queues are tracked; {event.queue!r} would be one more"
-                    ),
-                )
-            )
-            continue
-        added.add(key)
-    if not issues:
-        known.update(added)
-    return issues
+    refusals, reservation = registry.reserve(events, labels, source, max_queues, max_per_source)
+    return [
+        ValidationIssue(index=refusal.label, field="queue", message=refusal.message) for refusal in refusals
+    ], reservation

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal, NotRequired, cast
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     TypeAdapter,
     with_config,
 )
-from pydantic_core import CoreSchema, core_schema
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 # pydantic reads a TypedDict's field types only from typing_extensions' on Python < 3.12.
 from typing_extensions import TypedDict
@@ -30,11 +34,13 @@ EventType = Literal[
     "call.abandoned",
     "call.ended",
     "call.transferred",
+    "call.cleared",
     "ticket.issued",
     "ticket.called",
     "ticket.cancelled",
     "ticket.completed",
     "ticket.no_show",
+    "ticket.cleared",
 ]
 SLUG_PATTERN = r"^[a-z0-9_-]{1,64}$"
 # A day is the longest wait a source can sensibly report; larger values are unit mix-ups.
@@ -68,6 +74,54 @@ class StorableText:
         )
 
 
+# RFC 3339's date and time, as the text must begin; pydantic's parser then reads it whole. Without this
+# gate pydantic also takes a JSON number or a numeric string as Unix seconds.
+RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+RFC3339_MESSAGE = "must be an RFC 3339 date and time with an offset, such as 2026-11-23T09:58:00+01:00"
+# The instants any occurred_at must lie in, as Unix seconds: from 1970-01-01T00:00:00Z up to the end of
+# 9999 in UTC. Outside them PostgreSQL, Python's datetime or the rollup's day arithmetic cannot follow
+# (year 1 at +14:00 is year 0 in UTC); QUEUEPULSE_MAX_PAST_DAYS narrows the lower end per request.
+EARLIEST_AT = 0.0
+LATEST_AT = 253_402_300_800.0
+BOUNDS_MESSAGE = "occurred_at: must lie between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
+
+
+def _rfc3339_text(value: Any) -> Any:
+    """A datetime as it is, or text shaped like RFC 3339 (parsed next); anything else is refused."""
+    if isinstance(value, datetime) or (isinstance(value, str) and RFC3339_START.match(value)):
+        return value
+    raise PydanticCustomError("rfc3339_datetime", RFC3339_MESSAGE)
+
+
+@dataclass(frozen=True, slots=True)
+class Rfc3339:
+    """An aware datetime given as RFC 3339 text (or, from Python, a datetime): never a bare number.
+
+    JSON bodies are checked inside pydantic-core (a pattern on the string), so batch ingest makes no
+    Python call for it; the Python path (queue_log lines, the lenient re-parse) takes one call.
+    """
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        aware = core_schema.datetime_schema(tz_constraint="aware")
+        text = core_schema.custom_error_schema(
+            core_schema.str_schema(pattern=RFC3339_START.pattern),
+            custom_error_type="rfc3339_datetime",
+            custom_error_message=RFC3339_MESSAGE,
+        )
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.chain_schema([text, aware]),
+            python_schema=core_schema.chain_schema(
+                [core_schema.no_info_plain_validator_function(_rfc3339_text), aware]
+            ),
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(core_schema.datetime_schema())
+
+
+OccurredAt = Annotated[datetime, Rfc3339()]
 Text128 = Annotated[str, StorableText(128)]
 Text64 = Annotated[str, StorableText(64)]
 Text32 = Annotated[str, StorableText(32)]
@@ -87,7 +141,7 @@ class EventIn(TypedDict):
     type: EventType
     contact_id: Text128
     queue: Slug
-    occurred_at: AwareDatetime
+    occurred_at: OccurredAt
     agent: NotRequired[Text128 | None]
     desk: NotRequired[Text64 | None]
     ticket_number: NotRequired[Text32 | None]
@@ -122,13 +176,20 @@ def _to_event(fields: EventIn) -> Event:
         raise ValueError("ticket_number: only allowed on ticket events")
     if desk is not None and not ticket:
         raise ValueError("desk: only allowed on ticket events")
+    try:
+        at = fields["occurred_at"].timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise ValueError(BOUNDS_MESSAGE) from None
+    # One comparison on the hot path; `not` also refuses NaN.
+    if not EARLIEST_AT <= at < LATEST_AT:
+        raise ValueError(BOUNDS_MESSAGE)
     # Positional, in Event's field order.
     return Event(
         fields["event_id"],
         event_type,
         fields["contact_id"],
         fields["queue"],
-        fields["occurred_at"].timestamp(),
+        at,
         fields.get("agent"),
         desk,
         ticket_number,
@@ -162,14 +223,134 @@ class ValidationFailed(BaseModel):
     detail: list[ValidationIssue]
 
 
-def future_issues(events: Sequence[Event], now: float, max_future_seconds: float) -> list[ValidationIssue]:
+def occurred_at_issues(
+    events: Sequence[Event], now: float, max_future_seconds: float, max_past_days: float
+) -> list[ValidationIssue]:
+    """Events dated further ahead than a clock may drift, or further back than the backfill allowed."""
     latest = now + max_future_seconds
-    return [
-        ValidationIssue(
-            index=index,
-            field="occurred_at",
-            message=f"is more than {max_future_seconds:g} seconds in the future",
+    earliest = now - max_past_days * 86_400.0
+    issues = []
+    for index, event in enumerate(events):
+        if event.at > latest:
+            message = f"is more than {max_future_seconds:g} seconds in the future"
+        elif event.at < earliest:
+            message = f"is more than {max_past_days:g} days in the past"
+        else:
+            continue
+        issues.append(ValidationIssue(index=index, field="occurred_at", message=message))
+    return issues
+
+
+def future_issues(events: Sequence[Event], now: float, max_future_seconds: float) -> list[ValidationIssue]:
+    return occurred_at_issues(events, now, max_future_seconds, math.inf)
+
+
+DUPLICATE_KEY_MESSAGE = "given more than once in one object"
+NON_FINITE_MESSAGE = "must be a finite number"
+
+
+class _DuplicateKeys(dict[str, Any]):
+    """A parsed JSON object that named some keys more than once (the last value kept, as JSON parsers do)."""
+
+    __slots__ = ("duplicates",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        seen: set[str] = set()
+        self.duplicates: list[str] = []
+        for key, _ in pairs:
+            if key in seen and key not in self.duplicates:
+                self.duplicates.append(key)
+            seen.add(key)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    return result if len(result) == len(pairs) else _DuplicateKeys(pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonProblem:
+    path: tuple[str | int, ...]
+    message: str
+
+
+def _problems(value: Any, path: tuple[str | int, ...], found: list[JsonProblem]) -> None:
+    if isinstance(value, dict):
+        if isinstance(value, _DuplicateKeys):
+            found.extend(JsonProblem((*path, key), DUPLICATE_KEY_MESSAGE) for key in value.duplicates)
+        for key, item in value.items():
+            _problems(item, (*path, key), found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _problems(item, (*path, index), found)
+    elif isinstance(value, float) and not math.isfinite(value):
+        found.append(JsonProblem(path, NON_FINITE_MESSAGE))
+
+
+def strict_json_problems(body: bytes) -> list[JsonProblem]:
+    """What JSON's grammar lets through but this service refuses: a key twice in one object (which value
+    wins differs between parsers) and NaN, Infinity or a number too large for a float (1e309).
+
+    Raises ValueError (or RecursionError) when the body is no JSON at all."""
+    found: list[JsonProblem] = []
+    _problems(json.loads(body, object_pairs_hook=_object), (), found)
+    return found
+
+
+def _keys_and_texts(events: Sequence[Event]) -> tuple[int, int]:
+    """At most as many keys as the events were posted with (five required, plus each optional one that
+    has a value; one given as null is not counted), and at least as many JSON strings among the values
+    (the five required ones and each optional text with a value: pydantic turns no JSON number into text).
+    """
+    keys = texts = 5 * len(events)
+    for event in events:
+        optional_texts = (
+            (event.agent is not None)
+            + (event.desk is not None)
+            + (event.ticket_number is not None)
+            + (event.to_queue is not None)
+            + (event.source is not None)
+            + (event.reason is not None)
         )
-        for index, event in enumerate(events)
-        if event.at > latest
-    ]
+        texts += optional_texts
+        keys += optional_texts + (event.wait_seconds is not None) + (event.resolved is not None)
+    return keys, texts
+
+
+def _no_key_repeated(body: bytes, events: Sequence[Event]) -> bool:
+    """True only when no object in the body names a key twice; False when that cannot be told cheaply.
+
+    Without an escaped quote every quote byte opens or closes a string, and every string is a key or a
+    value: so the keys in the body are at most quotes / 2 less the text values the events show. When that
+    equals the distinct keys the events show, no key came twice. One count of one byte, and one loop over
+    the events, against a second parse of the whole body.
+    """
+    if b"\\" in body and b'\\"' in body:
+        return False
+    keys, texts = _keys_and_texts(events)
+    return body.count(b'"') == 2 * (keys + texts)
+
+
+def duplicate_key_issues(body: bytes, events: Sequence[Event], batch: bool) -> list[ValidationIssue]:
+    """Keys given twice in an event of a body that validated into `events`.
+
+    Exact, and cheap for the bodies programs send; only a body with a null, an escaped quote, or a number
+    or flag given as text is parsed a second time to tell.
+    """
+    if _no_key_repeated(body, events):
+        return []
+    try:
+        problems = strict_json_problems(body)
+    except (ValueError, RecursionError):
+        return []
+    issues = []
+    for problem in problems:
+        if problem.message != DUPLICATE_KEY_MESSAGE:
+            continue
+        path = list(problem.path)
+        index = path.pop(0) if batch and path and isinstance(path[0], int) else None
+        assert index is None or isinstance(index, int)
+        field = ".".join(str(part) for part in path) or None
+        issues.append(ValidationIssue(index=index, field=field, message=DUPLICATE_KEY_MESSAGE))
+    return issues

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse
 
 from app.api.auth import RequireRead
 from app.api.deps import RequireReady, Services, ServicesDep
+from app.api.pages import html_page, page_asset
 from app.api.schemas import SLUG_PATTERN
 from app.core.clock import INTERVAL_SECONDS, interval_start, local_date
 from app.core.events import Channel
@@ -30,8 +31,6 @@ ASSETS: dict[str, str] = {
     "wallboard.js": "text/javascript; charset=utf-8",
     "lobby.js": "text/javascript; charset=utf-8",
 }
-# Screens run for months: they revalidate on every load, so a new release shows after one reload.
-NO_CACHE = {"Cache-Control": "no-cache"}
 LOBBY_CALLS_MAX = 50
 # Fields of each interval the chart and its tooltip use; the rest of kpi() would only add bytes.
 INTERVAL_FIELDS = (
@@ -47,7 +46,7 @@ INTERVAL_FIELDS = (
 
 
 def _page(name: str) -> FileResponse:
-    return FileResponse(WEB_DIR / name, media_type="text/html; charset=utf-8", headers=NO_CACHE)
+    return html_page(WEB_DIR / name)
 
 
 @router.get("/screens/wallboard", include_in_schema=False)
@@ -65,7 +64,7 @@ async def asset(name: str) -> FileResponse:
     media_type = ASSETS.get(name)
     if media_type is None:
         raise HTTPException(404, "no such asset")
-    return FileResponse(WEB_DIR / name, media_type=media_type, headers=NO_CACHE)
+    return page_asset(WEB_DIR / name, media_type)
 
 
 def _iso(at: float, services: Services) -> str:

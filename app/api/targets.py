@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import RequireAdmin, RequireRead
 from app.api.deps import RequireReady, Services, ServicesDep
-from app.api.schemas import SLUG_PATTERN
+from app.api.schemas import SLUG_PATTERN, strict_json_problems
 from app.core.events import Channel
 from app.core.kpis import Formula, Target
 from app.core.targets import TargetBook
@@ -48,6 +49,23 @@ class TargetsOut(BaseModel):
     targets: list[TargetOut]
 
 
+async def strict_json_body(request: Request) -> None:
+    """Refuse, before the body is validated, what the JSON parser lets through: a key given twice (the
+    last would win silently) and NaN, Infinity or 1e309, which a float field cannot hold and which would
+    otherwise come back in the error's `input` and break its rendering."""
+    try:
+        problems = strict_json_problems(await request.body())
+    except (ValueError, RecursionError):
+        return  # not JSON: FastAPI's own parser answers that
+    if problems:
+        raise RequestValidationError(
+            [
+                {"type": "json_value", "loc": ("body", *problem.path), "msg": problem.message}
+                for problem in problems
+            ]
+        )
+
+
 def live(services: Services) -> Live:
     return Live(services.engine, services.writer, services.window, services.targets, services.clock)
 
@@ -74,7 +92,7 @@ async def get_targets(services: ServicesDep) -> TargetsOut:
 
 @router.put(
     "/targets/{channel}/{queue}",
-    dependencies=[RequireAdmin, RequireReady],
+    dependencies=[RequireAdmin, RequireReady, Depends(strict_json_body)],
     response_model=TargetOut,
     responses={401: {}, 403: {}, 503: {}},
 )

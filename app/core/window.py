@@ -49,6 +49,7 @@ DATA_QUALITY_KEYS = (
     "unfinished",
     "negative_waits",
     "before_today",
+    "cleared",
 )
 
 
@@ -68,6 +69,7 @@ TargetLookup = Callable[[Channel, str | None], Target]
 
 # Read once: an Enum member read off its class costs a property call per access on Python 3.11.
 ARRIVE, START, LEAVE = Step.ARRIVE, Step.START, Step.LEAVE
+CLEAR = Step.CLEAR
 
 # A contact is keyed by its channel's name and its id, both plain str: the cyclic garbage collector
 # stops tracking a tuple of plain strs once it has seen it, where a Channel member would keep each of
@@ -99,6 +101,10 @@ class _Contact:
     expired: bool = False
     closed: bool = False
     ticket_number: str | None = None
+    # The arrival's source, so a source's restart clears only its own contacts (see open_contacts).
+    source: str | None = None
+    # When a clear step ended the contact (its source restarted); its outcomes, if any arrive, still count.
+    cleared: float | None = None
 
 
 @dataclass(slots=True)
@@ -121,7 +127,8 @@ class _Series:
     rollings: tuple[_Rolling, ...] = field(init=False)
     # Interval starts changed since the rollup writer last took them (see Window.take_dirty).
     dirty: set[int] = field(default_factory=set)
-    # Never slid nor pruned, so every count only grows: what Prometheus counters are made of.
+    # Never slid nor pruned, so every count only grows: what Prometheus counters are made of. They hold
+    # only what this process applied live (see Window.start_lifetime_counts and Window.adopt).
     lifetime: Tally = field(default_factory=Tally)
     # Started contacts' waits by whole seconds rounded UP: "waited at most N s" is exact for every whole N.
     lifetime_waits: dict[int, int] = field(default_factory=dict)
@@ -215,6 +222,8 @@ class Window:
         self.data_quality: dict[str, int] = dict.fromkeys(DATA_QUALITY_KEYS, 0)
         self.recent_calls: deque[dict[str, Any]] = deque(maxlen=RECENT_CALLS_KEPT)
         self.version = 0
+        # Changes each time adopt() replaces the state, so a reader can tell a rebuilt window by number.
+        self.generation = 0
         self._closed_order: deque[tuple[float, ContactKey]] = deque()
         self._open_order: deque[tuple[float, ContactKey]] = deque()
         self._pruned_minute = 0
@@ -252,10 +261,16 @@ class Window:
 
         if step is ARRIVE:
             self._arrive(contact, event, now)
+            if contact.source is None:
+                contact.source = event.source
+            if contact.cleared is not None:
+                self._stop_waiting(contact)  # cleared before its arrival came: not waiting either
         elif step is START:
             self._start(contact, event, now)
         elif step is LEAVE:
             self._leave(contact, event)
+        elif step is CLEAR:
+            self._clear(contact, event)
         else:
             self._finish(contact, event)
         self._settle(contact)
@@ -322,8 +337,8 @@ class Window:
         if contact.start or contact.leave or contact.finish:
             return
         if now - event.at > self.config.max_wait_seconds:
-            self.data_quality["expired"] += 1
-            contact.expired = True
+            # Too old to be waiting now, but its outcome may still be on its way (a catch-up or backfill
+            # sends it in this request or the next): _forget_open judges it expired only if none came.
             return
         contact.waiting_since = event.at
         series.add_waiting(event.at)
@@ -337,6 +352,8 @@ class Window:
         if contact.start is not None:
             self._duplicate()
             return
+        if contact.finish is not None:
+            self.data_quality["out_of_order"] += 1
         contact.start = (event.at, event.queue, event.wait_seconds)
         self._stop_waiting(contact)
         if event.type == "ticket.called":
@@ -371,6 +388,18 @@ class Window:
             tally.served += served
             tally.transferred += transferred
             tally.resolved_first_contact += resolved
+
+    def _clear(self, contact: _Contact, event: Event) -> None:
+        """End the contact's wait, or its unfinished service, without counting an outcome."""
+        if contact.cleared is not None:
+            self._duplicate()
+            return
+        ended_already = self._is_complete(contact)
+        contact.cleared = event.at
+        if ended_already:
+            return
+        self._stop_waiting(contact)
+        self.data_quality["cleared"] += 1
 
     def _wait(self, contact: _Contact, at: float, reported: float | None) -> float | None:
         if reported is not None:
@@ -421,7 +450,7 @@ class Window:
     def _is_complete(contact: _Contact) -> bool:
         if contact.arrived_at is None:
             return False
-        if contact.leave is not None:
+        if contact.leave is not None or contact.cleared is not None:
             return True
         return contact.start is not None and contact.finish is not None
 
@@ -475,13 +504,23 @@ class Window:
                 series.prune(now)
 
     def _forget_open(self, contact: _Contact) -> None:
+        """Judge a contact still open when it is forgotten: max_wait after its first event was received.
+
+        By then the feed has had time to send every step, in any order, so the verdict rests on what the
+        contact did and not on which of its events came first.
+        """
         if contact.waiting_since is not None:
             self._stop_waiting(contact)
             self.data_quality["expired"] += 1
         elif contact.arrived_at is None:
             self.data_quality["orphans"] += 1
-        elif not contact.expired:
+        elif contact.expired:
+            pass  # already counted when it left "waiting now"
+        elif contact.start or contact.leave or contact.finish:
             self.data_quality["unfinished"] += 1
+        else:
+            # Received already older than max_wait and nothing came after: a lost hang-up after all.
+            self.data_quality["expired"] += 1
         self.version += 1
 
     # ---- reading ------------------------------------------------------------------------------
@@ -588,6 +627,37 @@ class Window:
     def queues(self) -> list[tuple[Channel, str]]:
         return sorted(self.series)
 
+    def open_contacts(self, channel: Channel, source: str, arrived_before: float) -> list[tuple[str, str]]:
+        """(contact id, queue of arrival) of each contact from `source` that arrived before the given
+        time and is still waiting or in service, with no step after that time: what a restart of that
+        source ended. Scans every contact, which is fine for an event as rare as a restart."""
+        return sorted(
+            (contact_id, contact.arrive_queue)
+            for (_, contact_id), contact in self.contacts.items()
+            if contact.channel is channel
+            and contact.source == source
+            and contact.arrive_queue is not None
+            and contact.arrived_at is not None
+            and contact.arrived_at < arrived_before
+            and self._open_at(contact, arrived_before)
+        )
+
+    def over_by(self, channel: Channel, contact_id: str, at: float) -> bool:
+        """Whether this window knows the contact to be over (or to go on after `at`): a restart at `at`
+        has nothing of it to end."""
+        contact = self.contacts.get((str(channel.value), contact_id))
+        return contact is not None and not self._open_at(contact, at)
+
+    @staticmethod
+    def _open_at(contact: _Contact, at: float) -> bool:
+        # A finish ends the call even with its start missing (the log began mid-call).
+        return (
+            not contact.closed
+            and not contact.expired
+            and contact.finish is None
+            and (contact.start is None or contact.start[0] <= at)
+        )
+
     # ---- rollup -------------------------------------------------------------------------------
 
     def take_dirty(self) -> set[tuple[Channel, str, int]]:
@@ -615,18 +685,60 @@ class Window:
 
     # ---- rebuild ------------------------------------------------------------------------------
 
+    def start_lifetime_counts(self) -> None:
+        """Zero every queue's lifetime counts, so they count only what happens from now on.
+
+        For the window replayed at start-up: the process before the restart already counted the replayed
+        outcomes in the Prometheus counters, which see this process's counts start again from zero (a
+        counter reset), so counting them here as well would add them to every range holding the restart.
+        """
+        for series in self.series.values():
+            series.lifetime, series.lifetime_waits = Tally(), {}
+
     def adopt(self, rebuilt: Window) -> None:
         """Take over the state of a window rebuilt by replay, keeping this object and its target lookup.
 
         Readers and the writer hold this object, so a rebuild swaps its contents rather than the object;
         the version only ever grows, so caches keyed on it never serve the old figures.
         """
-        targets, version = self.targets, self.version
-        # Prometheus counters must never go back, so a queue's lifetime counts survive the swap.
+        targets, version, generation = self.targets, self.version, self.generation
+        # The lifetime counts are what this process saw happen: the replay only recounts outcomes that
+        # were already counted (by this process, or by the one before a restart), so a queue keeps its
+        # counts across the swap, and one this window never had starts from nothing.
         for key, series in rebuilt.series.items():
             kept = self.series.get(key)
             if kept is not None:
                 series.lifetime, series.lifetime_waits = kept.lifetime, kept.lifetime_waits
+            else:
+                series.lifetime, series.lifetime_waits = Tally(), {}
         vars(self).update(vars(rebuilt))
         self.targets = targets
         self.version = version + rebuilt.version + 1
+        self.generation = generation + 1
+
+    # ---- retired queues -----------------------------------------------------------------------
+
+    def drop_queue(self, channel: Channel, queue: str) -> bool:
+        """Forget a queue an admin retired: its series and every contact with a step in it.
+
+        The contacts go too, so that no later step or housekeeping of theirs brings the series back (ingest
+        refuses the queue's new events). True when the window held the queue.
+        """
+        series = self.series.pop((channel, queue), None)
+        if self._last_series is not None and self._last_series[2] is series:
+            self._last_series = None
+
+        def in_queue(contact: _Contact) -> bool:
+            if contact.channel is not channel:
+                return False
+            queues = [step[1] for step in (contact.start, contact.leave, contact.finish) if step is not None]
+            return contact.arrive_queue == queue or queue in queues
+
+        for key in [key for key, contact in self.contacts.items() if in_queue(contact)]:
+            del self.contacts[key]
+        if channel is Channel.VISIT:
+            kept = [call for call in self.recent_calls if call["queue"] != queue]
+            self.recent_calls.clear()
+            self.recent_calls.extend(kept)
+        self.version += 1
+        return series is not None

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import os
+import subprocess
 import time
 import warnings
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -123,3 +127,56 @@ def _identifier(name: str) -> str:
     if not name or not all(c.isalnum() or c == "_" for c in name):
         raise ValueError(f"not a plain database name: {name!r}")
     return name
+
+
+def pg_ctl(pgdata: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run pgserver's own pg_ctl on pgdata, as the user pgserver runs the server as when we are root."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+    return subprocess.run(
+        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        user="pgserver" if os.geteuid() == 0 else None,
+        check=False,
+    )
+
+
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    pgdata: Path
+    exists: bool
+    running: bool
+    pid: int | None
+
+
+def embedded_status(data_dir: Path) -> EmbeddedStatus:
+    """Whether data_dir holds an embedded server, and whether its postmaster is running."""
+    pgdata = data_dir.expanduser().resolve() / "pg"
+    if not (pgdata / "PG_VERSION").exists():
+        return EmbeddedStatus(pgdata, exists=False, running=False, pid=None)
+    _wait_until_reaped(pgdata)
+    # pg_ctl status: 0 running, 3 not running (4: no accessible data directory).
+    running = pg_ctl(pgdata, "status").returncode == 0
+    pid = None
+    if running:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    return EmbeddedStatus(pgdata, exists=True, running=running, pid=pid)
+
+
+def stop_embedded(data_dir: Path) -> bool:
+    """Stop the embedded server in data_dir if it runs (fast shutdown: sessions end, data is safe).
+
+    Returns whether a server was stopped. `make run` leaves it running on purpose, for fast restarts.
+    """
+    status = embedded_status(data_dir)
+    if not status.running:
+        return False
+    result = pg_ctl(status.pgdata, "-w", "-m", "fast", "stop")
+    if result.returncode != 0:
+        raise RuntimeError(f"pg_ctl stop failed: {result.stderr.strip() or result.stdout.strip()}")
+    return True
