@@ -255,6 +255,8 @@ class Follower:
     # Rotated files read to their end, so a restart does not take them for files it has never seen.
     done: list[Tracked] = field(default_factory=list)
     sent_lines: int = 0
+    # Lines skipped because the service answered that their event ids are stored with another payload.
+    conflicting_lines: int = 0
 
     def run(self) -> int:
         try:
@@ -418,7 +420,7 @@ class Follower:
 
     def _send(self, tracked: Tracked, batch: Batch) -> None:
         """Deliver the batch (retrying as long as it takes), then record the new offset."""
-        lines = batch.lines
+        lines = list(batch.lines)
         attempt = 0
         while True:
             body = b"\n".join(lines) + b"\n"
@@ -442,6 +444,8 @@ class Follower:
                 if response.status_code == 413:
                     log.error("%s byte %d: line too large to send, skipped", self.path, batch.starts[0])
                     break
+                if response.status_code == 409 and self._skip_conflicting(lines, batch.starts, response):
+                    continue
                 if response.status_code not in RETRY_STATUSES:
                     refusal = f"{response.status_code} {response.text.strip()}"
                     raise FollowerError(f"the server refused the lines: {refusal}")
@@ -457,6 +461,26 @@ class Follower:
         if response is not None and response.status_code == 200:
             self._report(response.json(), batch.starts[:sent])
         self._save()
+
+    def _skip_conflicting(self, lines: list[bytes], starts: list[int], response: httpx.Response) -> bool:
+        """Blank out the lines a 409 names (their event ids are stored with another payload, e.g. under
+        another --time-zone): logged and counted, so one such line cannot hold up the rest of the log
+        for good. Blank lines keep the others' numbers and offsets. False when the answer names none."""
+        try:
+            reasons = {int(issue["line"]): str(issue["reason"]) for issue in response.json()["errors"]}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return False
+        skipped = [number for number in sorted(reasons) if 0 < number <= len(lines) and lines[number - 1]]
+        for number in skipped:
+            lines[number - 1] = b""
+            log.error(
+                "%s byte %d: line conflicts with a stored event, skipped: %s",
+                self.path,
+                starts[number - 1],
+                reasons[number],
+            )
+        self.conflicting_lines += len(skipped)
+        return bool(skipped)
 
     def _report(self, result: dict[str, Any], starts: list[int]) -> None:
         for issue in result.get("errors", []):

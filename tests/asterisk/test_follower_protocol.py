@@ -185,3 +185,33 @@ def test_a_file_truncated_in_place_while_followed_is_read_again_from_its_start(t
 
     assert log.stat().st_ino == inode
     assert script.bodies == [lines(2), lines(3, 100)]
+
+
+def test_lines_the_server_finds_conflicting_are_skipped_and_the_rest_sent(tmp_path: Path) -> None:
+    log = tmp_path / "queue_log"
+    log.write_bytes(lines(3))
+    state = tmp_path / "state.json"
+    conflict = {
+        "detail": "lines reuse an event_id for another payload; nothing of the request was stored",
+        "errors": [{"line": 2, "reason": "event_id 'ast-x' was stored before with a different occurred_at"}],
+    }
+    script = Script(state, [lambda _request: httpx.Response(409, json=conflict), ok])
+    follower = make_follower(tmp_path, script, [])
+
+    assert follower.run() == 0
+
+    first, _, third = lines(3).splitlines(keepends=True)
+    assert script.bodies == [lines(3), first + b"\n" + third]
+    assert follower.conflicting_lines == 1
+    assert load_state(state).files[0].offset == log.stat().st_size
+
+
+def test_a_conflict_naming_no_line_stops_the_follower(tmp_path: Path) -> None:
+    (tmp_path / "queue_log").write_bytes(lines(2))
+    state = tmp_path / "state.json"
+    script = Script(state, [lambda _request: httpx.Response(409, json={"detail": "no lines"})])
+
+    with pytest.raises(FollowerError, match="409"):
+        make_follower(tmp_path, script, []).run()
+
+    assert load_state(state).files[0].offset == 0
