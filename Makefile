@@ -39,9 +39,10 @@ migrate: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check app tests migrations loadtests
+	$(BIN)/ruff format --check app tests migrations loadtests
 
 typecheck: $(STAMP)
-	$(BIN)/mypy app
+	$(BIN)/mypy app tests loadtests
 
 # The Prometheus tests run Debian's prometheus and promtool; installed only when missing.
 .PHONY: prometheus-tools

@@ -334,7 +334,7 @@ def throughput(report: Report, server: Server, runs: Runs, rounds: int, seconds:
 
 
 def median(report: Report, name: str, key: str) -> float:
-    return statistics.median(run[key] for run in report.runs[name])
+    return float(statistics.median(run[key] for run in report.runs[name]))
 
 
 def today_span(now: float) -> tuple[float, float]:

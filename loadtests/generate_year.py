@@ -70,7 +70,7 @@ def arrival_times(rng: random.Random, day: date, count: int, hours: Hours) -> li
     """Arrival instants of one local day: a morning peak over a flat base within opening hours."""
     close = hours.thursday_close_h if day.weekday() == 3 else hours.close_h
     midnight = datetime(day.year, day.month, day.day, tzinfo=TZ).timestamp()
-    times = []
+    times: list[float] = []
     while len(times) < count:
         hour = rng.gauss(hours.peak_h, 1.6) if rng.random() < 0.55 else rng.uniform(hours.open_h, close)
         if hours.open_h <= hour < close:

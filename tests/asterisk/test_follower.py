@@ -144,7 +144,7 @@ async def finished(process: asyncio.subprocess.Process) -> str:
 
 async def until_logged(process: asyncio.subprocess.Process, words: str) -> None:
     assert process.stderr is not None
-    seen = []
+    seen: list[str] = []
     while True:
         line = (await asyncio.wait_for(process.stderr.readline(), FOLLOWER_TIMEOUT_SECONDS)).decode()
         assert line, "".join(seen)

@@ -70,6 +70,10 @@ def make_follower(
     wait: Callable[[float], bool] | None = None,
     **options: Any,
 ) -> Follower:
+    def record_wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return False
+
     return Follower(
         path=tmp_path / "queue_log",
         endpoint=ENDPOINT,
@@ -77,7 +81,7 @@ def make_follower(
         state_file=script.state_file,
         client=httpx.Client(transport=httpx.MockTransport(script)),
         once=wait is None,
-        wait=wait or (lambda seconds: waits.append(seconds) is not None),
+        wait=wait or record_wait,
         **options,
     )
 

@@ -174,7 +174,7 @@ async def test_kpis_equal_those_worked_out_by_hand_from_the_log(api: RunningApp,
     }
 
     async with engine.connect() as connection:
-        reasons = dict(
+        reasons: dict[str, int] = dict(
             (
                 await connection.execute(
                     text("SELECT reason, count(*) FROM events WHERE type = 'call.abandoned' GROUP BY reason")

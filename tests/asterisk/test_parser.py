@@ -227,7 +227,7 @@ def test_any_queue_name_gives_a_valid_slug_and_always_the_same(name: str) -> Non
     assert slugify_queue(name) == slug
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=300))
 def test_no_line_crashes_the_parser(text: str) -> None:
     result = parse_line(text)
     assert result is None or isinstance(result, Parsed | Ignored | Unknown | Malformed)
