@@ -69,6 +69,8 @@ browser-tools:
 test: lint typecheck prometheus-tools browser-tools
 	$(BIN)/pytest -q
 
+# The embedded PostgreSQL that `make run` leaves running is stopped first: its binaries live in .venv.
 clean:
+	if [ -x $(BIN)/queuepulse ]; then $(BIN)/queuepulse db stop; fi
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

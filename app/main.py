@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.api import bench, events, health, kpis, pages, reports, screens
+from app.api import bench, events, health, kpis, pages, reports, screens, staffing
 from app.api.asterisk import router as asterisk_router
-from app.api.deps import Services, Tokens
 from app.api.limits import BodySizeLimit
 from app.api.metrics import router as metrics_router
 from app.api.queues import load_sources, open_sources, persist_admitted, refresh_sources_forever
@@ -22,10 +21,7 @@ from app.api.queues import router as queues_router
 from app.api.targets import live
 from app.api.targets import router as targets_router
 from app.api.tokens import router as tokens_router
-from app.core.events import Channel
-from app.core.kpis import Target
-from app.core.targets import TargetBook
-from app.core.window import Window, WindowConfig
+from app.core.window import Window
 from app.db.embedded import database_url
 from app.db.rebuild import heal_after_failed_commits
 from app.db.replay import replay
@@ -33,37 +29,13 @@ from app.db.rollup import RollupWriter
 from app.db.targets import load_targets
 from app.db.writer import GroupCommitWriter
 from app.metrics import IngestTimer, Metrics
-from app.settings import Settings
+from app.services import Services, Tokens
+from app.settings import Settings, target_book, window_config
 
 log = logging.getLogger("queuepulse")
 
 REPLAY_RETRY_SECONDS = 2.0
 GC_YOUNG_THRESHOLD = 50_000
-
-
-def target_book(settings: Settings) -> TargetBook:
-    defaults = {
-        Channel.PHONE: Target(settings.phone_threshold_seconds, settings.phone_goal_pct, settings.formula),
-        Channel.VISIT: Target(settings.visit_threshold_seconds, settings.visit_goal_pct, settings.formula),
-    }
-    overrides = {}
-    for name, target in settings.queue_targets.items():
-        channel, _, queue = name.partition("/")
-        overrides[(Channel(channel), queue)] = Target(
-            target.threshold_seconds, target.goal_pct, target.formula or settings.formula
-        )
-    return TargetBook(defaults, overrides)
-
-
-def window_config(settings: Settings) -> WindowConfig:
-    return WindowConfig(
-        time_zone=settings.time_zone,
-        short_abandon_seconds=settings.short_abandon_seconds,
-        max_wait_seconds=settings.max_wait_seconds,
-        late_after_seconds=settings.late_after_seconds,
-        warning_margin_pct=settings.warning_margin_pct,
-        fcr_goal_pct=settings.first_contact_resolution_goal_pct,
-    )
 
 
 async def _replay_then_open(services: Services) -> None:
@@ -178,6 +150,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], float] = ti
     app.include_router(metrics_router)
     app.include_router(queues_router)
     app.include_router(tokens_router)
+    app.include_router(staffing.router)
     if settings.bench_endpoints:
         app.include_router(bench.router)
     return app

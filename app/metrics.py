@@ -11,9 +11,9 @@ from __future__ import annotations
 import collections
 import platform
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics
@@ -23,14 +23,14 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.events import EVENT_TYPES, Channel, Event
-from app.core.kpis import Tally, service_level
-from app.core.queues import REFUSED_KEPT
+from app.core.kpis import QueueFigures
+from app.core.queues import REFUSED_KEPT, QueueRegistry
 from app.core.window import WINDOWS, Window
 
 if TYPE_CHECKING:
     from prometheus_client import Metric
 
-    from app.api.deps import Services
+    from app.db.writer import WriterStats
     from app.settings import Settings
 
 INGEST_PATH = "/v1/events"
@@ -40,7 +40,7 @@ RESULTS = ("accepted", "duplicate", "rejected", "conflict")
 CLIENT_CLOSED = 499
 # A refused body that is not a list of objects with a known "type" is counted under this type.
 UNKNOWN_TYPE = "unknown"
-# Whole seconds, so the buckets are exact (see Window's lifetime_waits); 60 and 300 are the default
+# Whole seconds, so the buckets are exact (see Window.lifetime_counts); 60 and 300 are the default
 # phone and visit targets, and every whole-second target configured is added at start-up.
 WAIT_BUCKETS: tuple[int, ...] = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1800, 3600)
 INGEST_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -110,25 +110,45 @@ def exported_queues(window: Window, cap: int) -> tuple[list[tuple[Channel, str]]
     order (the window's insertion order, which replay keeps), so an exported queue never drops out
     because another one arrives.
     """
-    keys = list(window.series)
+    keys = window.queues_seen()
     return keys[:cap], max(0, len(keys) - cap)
 
 
-def _ratio(kpi: dict[str, Any]) -> float | None:
-    """The unrounded service level of a KPI object, from the same counts /v1/kpis rounds."""
-    tally = Tally(
-        started=kpi["started"],
-        started_within=kpi["started_within_target"],
-        left_after_short=kpi["left_after_short_abandon"],
-    )
-    level = service_level(tally, kpi["waiting_past_target"], kpi["target"]["formula"])
+def _ratio(kpis: QueueFigures) -> float | None:
+    level = kpis.service_level_pct
     return None if level is None else level / 100.0
+
+
+class _WriterView(Protocol):
+    @property
+    def stats(self) -> WriterStats: ...
+
+
+class CollectorSources(Protocol):
+    """What the collector reads at a scrape, and nothing more (app/services.py's Services has it all)."""
+
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def replay_seconds(self) -> float: ...
+    @property
+    def replayed_events(self) -> int: ...
+    @property
+    def writer(self) -> _WriterView: ...
+    @property
+    def window(self) -> Window: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def queues(self) -> QueueRegistry: ...
+    @property
+    def settings(self) -> Settings: ...
 
 
 class WindowCollector(Collector):
     """Queue figures and service state, read from the live objects at scrape time."""
 
-    def __init__(self, services: Services, wait_bounds: Sequence[int]) -> None:
+    def __init__(self, services: CollectorSources, wait_bounds: Sequence[int]) -> None:
         self.services = services
         self.wait_bounds = tuple(wait_bounds)
 
@@ -176,7 +196,7 @@ class WindowCollector(Collector):
         now = services.clock()
         registry = services.queues
         # A window rebuilt since the last scrape may still hold a queue retired during its replay.
-        registry.hide_retired(window.generation, window.series, window.drop_queue)
+        registry.hide_retired(window)
         keys, left_out = exported_queues(window, services.settings.max_queues)
         yield GaugeMetricFamily(
             "queuepulse_queues_not_exported",
@@ -207,11 +227,11 @@ class WindowCollector(Collector):
         snapshots = {name: window.snapshot(name, now) for name in WINDOWS}
         for name, snapshot in snapshots.items():
             for channel, queue in keys:
-                ratio = _ratio(snapshot["channels"][channel.value]["queues"][queue])
+                ratio = _ratio(snapshot.channels[channel.value].queues[queue])
                 if ratio is not None:
                     level.add_metric([channel.value, queue, name], ratio)
             for channel in Channel:
-                ratio = _ratio(snapshot["channels"][channel.value]["total"])
+                ratio = _ratio(snapshot.channels[channel.value].total)
                 if ratio is not None:
                     channel_level.add_metric([channel.value, name], ratio)
         yield level
@@ -248,20 +268,19 @@ class WindowCollector(Collector):
             labels=queue_labels,
         )
         for channel, queue in keys:
-            series = window.series[(channel, queue)]
             labels = [channel.value, queue]
             target = window.targets(channel, queue)
-            kpi = snapshots["15m"]["channels"][channel.value]["queues"][queue]
+            kpis = snapshots["15m"].channels[channel.value].queues[queue]
             goal.add_metric(labels, target.goal_pct / 100.0)
             threshold.add_metric(labels, target.threshold_seconds)
-            waiting.add_metric(labels, len(series.waiting))
-            past.add_metric(labels, kpi["waiting_past_target"])
-            longest.add_metric(labels, max(0.0, now - series.waiting[0]) if series.waiting else 0.0)
-            lifetime = series.lifetime
+            waiting.add_metric(labels, kpis.waiting_now)
+            past.add_metric(labels, kpis.waiting_past_target)
+            longest.add_metric(labels, kpis.longest_wait_now_seconds or 0.0)
+            lifetime = window.lifetime_counts(channel, queue)
             for counter, (attribute, _) in QUEUE_COUNTERS.items():
-                counters[counter].add_metric(labels, getattr(lifetime, attribute))
+                counters[counter].add_metric(labels, getattr(lifetime.tally, attribute))
             histogram.add_metric(
-                labels, cumulative_buckets(series.lifetime_waits, self.wait_bounds), lifetime.wait_sum
+                labels, cumulative_buckets(lifetime.waits, self.wait_bounds), lifetime.tally.wait_sum
             )
         yield goal
         yield threshold
@@ -329,7 +348,7 @@ class Metrics:
             {"version": _package_version(), "python": platform.python_version()}
         )
 
-    def watch(self, services: Services) -> None:
+    def watch(self, services: CollectorSources) -> None:
         """Start reading the live window and service state at each scrape."""
         self.registry.register(WindowCollector(services, self.wait_bounds))
 

@@ -1,4 +1,5 @@
-"""Every setting in one typed place: environment variables prefixed QUEUEPULSE_ and an optional .env."""
+"""Every setting in one typed place: environment variables prefixed QUEUEPULSE_ and an optional .env; and
+the core's configuration (targets, window) made from them, for the service and the commands alike."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.core.events import Channel
+from app.core.kpis import Target
+from app.core.targets import TargetBook
+from app.core.window import WindowConfig
 
 Formula = Literal["offered", "answered", "abandons_excluded"]
 
@@ -78,6 +84,10 @@ class Settings(BaseSettings):
     # the other half to the rest, while one source alone still gets several times the 5 to 30 queues a
     # citizen-service centre runs. Set it to max_queues to let one source take the whole cap.
     max_queues_per_source: int = Field(default=100, ge=1)
+    # Staffing advice (app/core/staffing.py) never plans agents busier than this share of their time.
+    max_occupancy_pct: float = Field(default=85.0, gt=0, le=100)
+    # The staffing plan's contact pattern: the same weekday of this many past weeks (the usual WFM baseline).
+    staffing_history_weeks: int = Field(default=8, ge=1, le=52)
 
     # Under heavy batch load a cap below the events in flight splits them into two flushes, so one
     # inserts while the other commits and the process parses the next requests (measured: 2000 → 800
@@ -109,3 +119,28 @@ class Settings(BaseSettings):
         if not value and path is not None:
             value = path.read_text().strip()
         return value or None
+
+
+def target_book(settings: Settings) -> TargetBook:
+    defaults = {
+        Channel.PHONE: Target(settings.phone_threshold_seconds, settings.phone_goal_pct, settings.formula),
+        Channel.VISIT: Target(settings.visit_threshold_seconds, settings.visit_goal_pct, settings.formula),
+    }
+    overrides = {}
+    for name, target in settings.queue_targets.items():
+        channel, _, queue = name.partition("/")
+        overrides[(Channel(channel), queue)] = Target(
+            target.threshold_seconds, target.goal_pct, target.formula or settings.formula
+        )
+    return TargetBook(defaults, overrides)
+
+
+def window_config(settings: Settings) -> WindowConfig:
+    return WindowConfig(
+        time_zone=settings.time_zone,
+        short_abandon_seconds=settings.short_abandon_seconds,
+        max_wait_seconds=settings.max_wait_seconds,
+        late_after_seconds=settings.late_after_seconds,
+        warning_margin_pct=settings.warning_margin_pct,
+        fcr_goal_pct=settings.first_contact_resolution_goal_pct,
+    )

@@ -5,18 +5,17 @@ follows a weekday time-of-day profile; a pool of agents answers calls and a pool
 first come first served; callers with too little patience hang up, a share of calls is transferred to
 another queue, a few tickets are cancelled or not answered when called. Events are posted as they
 happen, stamped with the current time, through the same ingest API the telephony system uses.
-`--backfill` first plays the earlier part of today quickly, so the charts have a shape at once.
+`--backfill` first plays the earlier part of today quickly, so the charts have a shape at once (the
+command itself is app/cli/simulate.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import json
+import logging
 import math
 import random
-import secrets
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -50,6 +49,8 @@ VISIT_NO_SHOW_WAIT_SECONDS = 45.0  # a desk waits this long for a ticket holder 
 VISIT_RESOLVED_SHARE = 0.8
 
 BATCH_LIMIT = 1000
+
+log = logging.getLogger("queuepulse.simulate")
 
 
 def profile(at: float, tz: ZoneInfo) -> float:
@@ -226,6 +227,10 @@ class Simulation:
         self._dispatch(out, at)
 
 
+class PostRefused(Exception):
+    """The service refused the events for good (a wrong token, a rule they break): retrying cannot help."""
+
+
 class Poster:
     """Posts batches to /v1/events, retrying while the service is down or pushing back."""
 
@@ -255,83 +260,8 @@ class Poster:
                 detail = error.read().decode(errors="replace")[:500]
                 if error.code in (401, 403, 413, 422):
                     # Retrying cannot help: say why and stop rather than post into the void.
-                    raise SystemExit(
-                        f"simulate: the service refused the events ({error.code}): {detail}"
-                    ) from error
-                print(f"simulate: {error.code} from the service, retrying: {detail}", file=sys.stderr)
+                    raise PostRefused(f"the service refused the events ({error.code}): {detail}") from error
+                log.warning("simulate: %s from the service, retrying: %s", error.code, detail)
             except (urllib.error.URLError, OSError) as error:
-                print(f"simulate: cannot reach {self.endpoint} ({error}), retrying", file=sys.stderr)
+                log.warning("simulate: cannot reach %s (%s), retrying", self.endpoint, error)
             time.sleep(self.retry_seconds)
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    tz = ZoneInfo(args.time_zone)
-    rng = random.Random(args.seed)
-    started = time.time()
-    if args.backfill > 0:
-        local_midnight = datetime.fromtimestamp(started, tz).replace(
-            hour=0, minute=0, second=0, microsecond=0
-        )
-        begin = max(started - args.backfill * 3600, local_midnight.timestamp())
-    else:
-        begin = started
-    simulation = Simulation(
-        agents=args.agents,
-        desks=args.desks,
-        load=args.load,
-        tz=tz,
-        rng=rng,
-        run_id=secrets.token_hex(4),
-        now=begin,
-    )
-    poster = Poster(args.url, args.token)
-    if begin < started:
-        # The earlier part of today, played fast in ten-minute steps; then on in real time.
-        at = begin
-        while at < started:
-            at = min(at + 600, started)
-            poster.post(simulation.run_until(at))
-        since = datetime.fromtimestamp(begin, tz)
-        print(f"simulate: backfilled {sum(simulation.counts.values())} events since {since:%H:%M}")
-    print(f"simulate: posting to {poster.endpoint} ({args.agents} agents, {args.desks} desks); Ctrl-C stops")
-    deadline = started + args.duration if args.duration else math.inf
-    next_report = time.time() + args.report_seconds
-    try:
-        while True:
-            now = time.time()
-            if now >= deadline:
-                break
-            events = simulation.run_until(now)
-            if events:
-                poster.post(events)
-            if now >= next_report:
-                next_report = now + args.report_seconds
-                counts = ", ".join(f"{name} {count}" for name, count in sorted(simulation.counts.items()))
-                waiting = f"{len(simulation.queue_phone)} calls, {len(simulation.queue_visit)} tickets"
-                print(f"simulate: {counts}; waiting: {waiting}", flush=True)
-            time.sleep(max(0.0, min(args.tick, deadline - time.time())))
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="base URL of a running queuepulse")
-    parser.add_argument(
-        "--token", required=True, help="the ingest token (make run prints it; see var/ingest_token)"
-    )
-    parser.add_argument("--agents", type=int, default=8, help="phone agents answering calls (default 8)")
-    parser.add_argument("--desks", type=int, default=6, help="lobby desks calling tickets (default 6)")
-    parser.add_argument(
-        "--load", type=float, default=1.0, help="arrival rate relative to a normal day (default 1.0)"
-    )
-    parser.add_argument(
-        "--backfill", type=float, default=0.0, help="first simulate this many hours before now (within today)"
-    )
-    parser.add_argument(
-        "--duration", type=float, default=0.0, help="stop after this many seconds (default: run until Ctrl-C)"
-    )
-    parser.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable stream")
-    parser.add_argument("--time-zone", default="Europe/Copenhagen", help="for the time-of-day profile")
-    parser.add_argument("--tick", type=float, default=0.5, help="seconds between posts (default 0.5)")
-    parser.add_argument("--report-seconds", type=float, default=30.0, help=argparse.SUPPRESS)

@@ -348,9 +348,9 @@ async def seed(url: str, count: int, start: float, end: float) -> float:
     """Empty the events table and COPY `count` events of today into it; returns the seconds taken."""
     import asyncpg
 
-    from app.core.events import CHANNEL_NAMES
+    from app.core.events import Event
     from app.db.embedded import asyncpg_dsn
-    from app.db.writer import COPY_COLUMNS
+    from app.db.rows import COPY_COLUMNS, copy_record
     from loadtests.dataset import day_of_events
 
     started = time.perf_counter()
@@ -359,26 +359,21 @@ async def seed(url: str, count: int, start: float, end: float) -> float:
         await conn.execute("TRUNCATE events RESTART IDENTITY")
         chunk: list[tuple[Any, ...]] = []
         for row in day_of_events(count, start, end):
-            chunk.append(
-                (
-                    row.event_id,
-                    row.type,
-                    CHANNEL_NAMES[row.type],
-                    row.contact_id,
-                    row.queue,
-                    datetime.fromtimestamp(row.at, UTC),
-                    datetime.fromtimestamp(row.received_at, UTC),
-                    row.agent,
-                    row.desk,
-                    row.ticket_number,
-                    row.wait_seconds,
-                    row.resolved,
-                    row.to_queue,
-                    row.source,
-                    None,  # reason
-                    None,  # ingested_by
-                )
+            event = Event(
+                row.event_id,
+                row.type,
+                row.contact_id,
+                row.queue,
+                row.at,
+                agent=row.agent,
+                desk=row.desk,
+                ticket_number=row.ticket_number,
+                wait_seconds=row.wait_seconds,
+                resolved=row.resolved,
+                to_queue=row.to_queue,
+                source=row.source,
             )
+            chunk.append(copy_record(event, datetime.fromtimestamp(row.received_at, UTC)))
             if len(chunk) == 50_000:
                 await conn.copy_records_to_table("events", records=chunk, columns=COPY_COLUMNS)
                 chunk = []
@@ -493,7 +488,7 @@ def hot_spots(path: Path, top: int = 12) -> tuple[list[tuple[str, float]], list[
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if "cmd_run (app/cli.py" not in stack:
+        if "cmd_run (app/cli/run.py" not in stack:
             continue  # not the event-loop thread
         samples = int(count)
         total += samples
@@ -508,7 +503,7 @@ def hot_spots(path: Path, top: int = 12) -> tuple[list[tuple[str, float]], list[
         [
             (frame, 100 * samples / total)
             for frame, samples in inclusive.most_common(top)
-            if "cmd_run" not in frame and "app/cli.py" not in frame
+            if "cmd_run" not in frame and "app/cli/" not in frame
         ],
     )
 

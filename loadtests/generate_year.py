@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -32,9 +33,10 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.core.events import Event
 from app.db.embedded import asyncpg_dsn, create_database_if_missing, normalise_url
 from app.db.migrate import run_migrations
-from app.db.writer import COPY_COLUMNS
+from app.db.rows import COPY_COLUMNS, copy_record
 
 TZ = ZoneInfo("Europe/Copenhagen")
 PHONE_QUEUES = {"borgerservice": 0.5, "pas-koerekort": 0.2, "skat": 0.15, "pension": 0.15}
@@ -89,28 +91,9 @@ def day_rows(rng: random.Random, day: date, contacts: int, serial: int) -> tuple
     """Every event of one day, sorted by time; `serial` numbers the contacts across the year."""
     rows: list[tuple[float, Record]] = []
 
-    def emit(at: float, eid: str, etype: str, channel: str, cid: str, queue: str, **extra: object) -> None:
-        occurred = datetime.fromtimestamp(at, UTC)
-        received = occurred + timedelta(seconds=DELIVERY_SECONDS)
-        rows.append(
-            (
-                at,
-                (
-                    eid,
-                    etype,
-                    channel,
-                    cid,
-                    queue,
-                    occurred,
-                    received,
-                    # agent, desk, ticket_number, wait_seconds, resolved, to_queue
-                    *(extra.get(name) for name in COPY_COLUMNS[7:13]),
-                    "gen",
-                    None,  # reason
-                    None,  # ingested_by
-                ),
-            )
-        )
+    def emit(at: float, eid: str, etype: str, cid: str, queue: str, **extra: Any) -> None:
+        received = datetime.fromtimestamp(at, UTC) + timedelta(seconds=DELIVERY_SECONDS)
+        rows.append((at, copy_record(Event(eid, etype, cid, queue, at, source="gen", **extra), received)))
 
     # Load pushes waits up: a busy month or weekday is harder to staff for.
     pressure = 0.2 + 0.9 * day_weight(day) ** 2 + 0.15 * math.sin(day.toordinal() / 9.0)
@@ -130,21 +113,21 @@ def day_rows(rng: random.Random, day: date, contacts: int, serial: int) -> tuple
             difficulty = QUEUE_DIFFICULTY.get(queue, 1.0)
             wait = rng.expovariate(1.0 / (mean_wait * difficulty * (0.6 + 0.9 * peak)))
             ticket = f"{queue[0].upper()}{serial % 1000:03d}" if channel == "visit" else None
-            emit(at, f"{cid}-a", arrive, channel, cid, queue, ticket_number=ticket)
+            emit(at, f"{cid}-a", arrive, cid, queue, ticket_number=ticket)
             if rng.random() < 1.0 - math.exp(-wait / (patience * 8)):
-                emit(at + wait, f"{cid}-l", leave, channel, cid, queue)
+                emit(at + wait, f"{cid}-l", leave, cid, queue)
                 continue
             if channel == "phone":
-                emit(at + wait, f"{cid}-s", start, channel, cid, queue, agent=f"agent{rng.randrange(60)}")
+                emit(at + wait, f"{cid}-s", start, cid, queue, agent=f"agent{rng.randrange(60)}")
             else:
                 desk = f"desk{rng.randrange(1, 13)}"
-                emit(at + wait, f"{cid}-s", start, channel, cid, queue, desk=desk, ticket_number=ticket)
+                emit(at + wait, f"{cid}-s", start, cid, queue, desk=desk, ticket_number=ticket)
             end = at + wait + rng.expovariate(1.0 / mean_handle)
             if rng.random() < (0.07 if channel == "phone" else 0.03):
                 to_queue = rng.choice(names) if channel == "phone" else None
-                emit(end, f"{cid}-f", finish_other, channel, cid, queue, to_queue=to_queue)
+                emit(end, f"{cid}-f", finish_other, cid, queue, to_queue=to_queue)
             else:
-                emit(end, f"{cid}-f", finish_ok, channel, cid, queue, resolved=rng.random() < 0.86)
+                emit(end, f"{cid}-f", finish_ok, cid, queue, resolved=rng.random() < 0.86)
     rows.sort(key=lambda item: item[0])
     return [record for _, record in rows], serial
 
@@ -186,8 +169,7 @@ async def build_rollup(url: str, year: int) -> int:
 
     from app.core.window import Window
     from app.db.rollup import rebuild_range
-    from app.main import target_book, window_config
-    from app.settings import Settings
+    from app.settings import Settings, target_book, window_config
 
     settings = Settings(_env_file=None, database_url=url)
     targets = target_book(settings)

@@ -11,8 +11,8 @@ import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from app.api.deps import Services
 from app.main import create_app
+from app.services import Services
 from app.settings import Settings
 
 INGEST_HEADERS = {"Authorization": "Bearer test-ingest-token"}

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from playwright.sync_api import Request, sync_playwright
+from playwright.sync_api import ConsoleMessage, Request, sync_playwright
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -341,12 +341,12 @@ def test_the_pages_work_in_a_browser_under_their_policy_and_send_no_referer(live
                 violations: list[str] = []
                 referers: list[str] = []
                 outside: list[str] = []
-                page.on(
-                    "console",
-                    lambda message, found=violations: (
-                        found.append(message.text) if "Content Security Policy" in message.text else None
-                    ),
-                )
+
+                def console(message: ConsoleMessage, found: list[str] = violations) -> None:
+                    if "Content Security Policy" in message.text:
+                        found.append(message.text)
+
+                page.on("console", console)
 
                 def record(
                     request: Request, referers: list[str] = referers, outside: list[str] = outside

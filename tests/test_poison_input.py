@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.window import Window
 from app.db.rollup import RollupWriter
-from app.main import target_book, window_config
-from app.settings import Settings
+from app.settings import Settings, target_book, window_config
 from tests.running import ADMIN_HEADERS, INGEST_HEADERS, RunningApp, running_app
 
 QUEUE_LOG = "/v1/ingest/asterisk-queue-log"

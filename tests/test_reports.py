@@ -22,8 +22,7 @@ from app.core.targets import TargetBook
 from app.core.window import Window
 from app.db.reports import REPORT_FIELDS
 from app.db.rollup import rebuild_day, upsert_rollup
-from app.main import target_book, window_config
-from app.settings import Settings
+from app.settings import Settings, target_book, window_config
 from tests.running import RunningApp, running_app
 
 TZ = ZoneInfo("Europe/Copenhagen")

@@ -17,9 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.auth import RequireIngest, ingest_source
 from app.api.deps import RequireReady, ServicesDep
-from app.api.limits import queue_cap_issues
-from app.api.queues import submit_admitting
-from app.api.schemas import EARLIEST_AT, ValidationIssue, single_event
+from app.api.schemas import single_event
 from app.asterisk.parser import (
     SOURCE,
     Ignored,
@@ -35,7 +33,8 @@ from app.core.events import Channel, Event
 from app.core.queues import QueueRegistry, Reservation
 from app.core.window import Window
 from app.db.visits import stored_for
-from app.db.writer import Backpressure, Conflict, Refused, StoreUnavailable
+from app.db.writer import Clash
+from app.ingest import Accepted, Conflicting, Invalid, Unavailable, misdated, queue_issues, store
 from app.settings import Settings
 
 router = APIRouter(prefix="/v1/ingest", tags=["ingest"])
@@ -76,27 +75,17 @@ def _refused(status_code: int, message: str, headers: dict[str, str] | None = No
     return JSONResponse({"detail": message}, status_code=status_code, headers=headers)
 
 
-def _conflicting(error: Conflict, line_numbers: list[int]) -> Response:
+def _conflicting(clashes: Sequence[Clash], line_numbers: list[int]) -> Response:
     """409 naming each line whose event_id is stored, or on an earlier line, with another payload."""
     errors = [
         LineIssue(
             line=line_numbers[clash.index],
             reason=clash.describe(None if clash.earlier is None else f"line {line_numbers[clash.earlier]}"),
         ).model_dump()
-        for clash in error.clashes
+        for clash in clashes
     ]
     detail = "lines reuse an event_id for another payload; nothing of the request was stored"
     return JSONResponse({"detail": detail, "errors": errors}, status_code=409)
-
-
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it grows past the limit (read no further than that)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 @dataclass
@@ -115,8 +104,6 @@ class _Reading:
         self, number: int, result: ParseResult, now: float, max_future_seconds: float, max_past_days: float
     ) -> None:
         self.lines += 1
-        # The schema floor too: a restart is no event, but the clears it makes carry its time.
-        earliest = max(now - max_past_days * 86_400.0, EARLIEST_AT)
         if isinstance(result, Ignored):
             self.ignored[result.verb] += 1
         elif isinstance(result, Unknown):
@@ -124,14 +111,11 @@ class _Reading:
         elif isinstance(result, Malformed):
             self.errors.append(LineIssue(line=number, reason=result.reason))
         elif isinstance(result, Restart):
-            # A restart dated ahead would clear callers who are still waiting.
-            if result.at - now > max_future_seconds:
-                message = f"QUEUESTART: time: is more than {max_future_seconds:g} seconds in the future"
-                self.errors.append(LineIssue(line=number, reason=message))
-                return
-            if result.at < earliest:
-                message = f"QUEUESTART: time: is more than {max_past_days:g} days in the past"
-                self.errors.append(LineIssue(line=number, reason=message))
+            # A restart dated ahead would clear callers who are still waiting; a restart is no event, but
+            # the clears it makes carry its time, so it meets the events' rules.
+            problem = misdated(result.at, now, max_future_seconds, max_past_days)
+            if problem is not None:
+                self.errors.append(LineIssue(line=number, reason=f"QUEUESTART: time: {problem}"))
                 return
             self.restarts.append((number, result))
         else:
@@ -140,13 +124,9 @@ class _Reading:
             except ValidationError as error:
                 self.errors.append(LineIssue(line=number, reason=_reason(error)))
                 return
-            if event.at - now > max_future_seconds:
-                message = f"occurred_at: is more than {max_future_seconds:g} seconds in the future"
-                self.errors.append(LineIssue(line=number, reason=message))
-                return
-            if event.at < earliest:
-                message = f"occurred_at: is more than {max_past_days:g} days in the past"
-                self.errors.append(LineIssue(line=number, reason=message))
+            problem = misdated(event.at, now, max_future_seconds, max_past_days)
+            if problem is not None:
+                self.errors.append(LineIssue(line=number, reason=f"occurred_at: {problem}"))
                 return
             self.events.append((number, event))
 
@@ -154,7 +134,9 @@ class _Reading:
         """Leave out, as line errors, the events of queues that cannot be admitted (retired, or past a queue
         cap); hold the others' new queues, for the caller to commit or release with the events."""
         while True:
-            capped, held = self._queue_cap_issues(registry, source, settings)
+            numbers = [number for number, _ in self.events]
+            events = [event for _, event in self.events]
+            capped, held = queue_issues(events, numbers, registry, source, settings)
             if not capped:
                 return held
             refused = {issue.index for issue in capped}
@@ -170,15 +152,6 @@ class _Reading:
         resolution = resolve(lines, stored, _LiveAsterisk(window))
         self.events = resolution.events
         self.errors.extend(LineIssue(line=number, reason=reason) for number, reason in resolution.errors)
-
-    def _queue_cap_issues(
-        self, registry: QueueRegistry, source: str, settings: Settings
-    ) -> tuple[list[ValidationIssue], Reservation | None]:
-        numbers = [number for number, _ in self.events]
-        events = [event for _, event in self.events]
-        return queue_cap_issues(
-            events, numbers, registry, source, settings.max_queues, settings.max_queues_per_source
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,9 +218,8 @@ async def post_queue_log(
     except (ZoneInfoNotFoundError, ValueError):
         return _refused(422, "time_zone: not a known IANA time zone")
     settings = services.settings
-    body = await _body(request, settings.max_body_bytes)
-    if body is None:
-        return _refused(413, f"the body holds at most {settings.max_body_bytes} bytes")
+    # BodySizeLimit (app/api/limits.py) has bounded it, as every body.
+    body = await request.body()
     # \r\n, \n and a lone \r each end a line (bytes.splitlines knows no other line ends), as in the follower.
     raw_lines = body.splitlines()
     if len(raw_lines) > MAX_LINES:
@@ -260,25 +232,23 @@ async def post_queue_log(
             stored = await stored_for(services.engine, [event for _, event in reading.events])
         except STORE_ERRORS as error:
             return _refused(503, f"events not stored: {error}", {"Retry-After": RETRY_AFTER_SECONDS})
-    # Last before the commit, with no await between: what it holds is let go by submit_admitting.
+    # Last before the commit, with no await between: what it holds is admitted or let go by store().
     source = ingest_source(request)
     held = reading.cap_queues(services.queues, source, settings)
     # After the cap, so a restart clears only contacts whose arrival is stored or let through with it.
     reading.resolve_visits(stored, services.window)
     accepted = duplicates = 0
     if reading.events:
-        try:
-            events = [event for _, event in reading.events]
-            accepted, duplicates = await submit_admitting(services, events, source, held)
-        except Backpressure:
-            return _refused(503, "ingest queue is full; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS})
-        except Conflict as error:
-            services.metrics.conflicted(clash.type for clash in error.clashes)
-            return _conflicting(error, [number for number, _ in reading.events])
-        except Refused as error:
-            return _refused(422, f"events not stored: {error}")
-        except StoreUnavailable as error:
-            return _refused(503, f"events not stored: {error}", {"Retry-After": RETRY_AFTER_SECONDS})
+        outcome = await store(services, [event for _, event in reading.events], source, held)
+        match outcome:
+            case Accepted():
+                accepted, duplicates = outcome.accepted, outcome.duplicates
+            case Conflicting():
+                return _conflicting(outcome.clashes, [number for number, _ in reading.events])
+            case Invalid():
+                return _refused(422, "; ".join(issue.message for issue in outcome.issues))
+            case Unavailable():
+                return _refused(503, outcome.message, {"Retry-After": RETRY_AFTER_SECONDS})
     result_body = QueueLogResult(
         lines=reading.lines,
         events=len(reading.events),

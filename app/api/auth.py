@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
-from app.api.deps import Services, ServicesDep, Tokens, check_ready
+from app.api.deps import ServicesDep, check_ready
 from app.db.tokens import ADMIN_SOURCE_NAME, token_digest
+from app.services import Services, Tokens
 
 Scope = Literal["ingest", "read", "admin"]
 

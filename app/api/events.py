@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,8 +12,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from app.api.auth import ReadyIngest, ingest_source
-from app.api.limits import queue_cap_issues
-from app.api.queues import submit_admitting
 from app.api.schemas import (
     EVENT_JSON_SCHEMA,
     IngestResult,
@@ -20,10 +19,10 @@ from app.api.schemas import (
     ValidationIssue,
     duplicate_key_issues,
     event_batch,
-    occurred_at_issues,
     single_event,
 )
-from app.db.writer import Backpressure, Conflict, Refused, StoreUnavailable
+from app.core.events import Event
+from app.ingest import Accepted, Conflicting, Invalid, Outcome, Unavailable, ingest
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -82,8 +81,69 @@ def _rejected(issues: list[ValidationIssue]) -> Response:
     return JSONResponse(ValidationFailed(detail=issues).model_dump(), status_code=422)
 
 
-def _unavailable(message: str) -> Response:
-    return JSONResponse({"detail": message}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A body's events, labelled as its answer names them: by batch index, or None for an event alone."""
+
+    events: list[Event]
+    labels: Sequence[int | None]
+    batch: bool
+
+
+_ALONE = (None,)
+
+
+def read_events(body: bytes, max_batch: int) -> Read | Invalid:
+    """The events of a body (one event object or a batch array), or what makes the body invalid."""
+    batch = body.lstrip()[:1] == b"["
+    try:
+        events = event_batch.validate_json(body) if batch else [single_event.validate_json(body)]
+    except ValidationError as error:
+        return Invalid(_issues(_located(error, body, batch), batch))
+    repeated = duplicate_key_issues(body, events, batch)
+    if repeated:
+        return Invalid(repeated)
+    if len(events) > max_batch:
+        return Invalid(
+            [ValidationIssue(index=None, field=None, message=f"a batch holds at most {max_batch} events")]
+        )
+    return Read(events, range(len(events)) if batch else _ALONE, batch)
+
+
+def answer(outcome: Outcome, batch: bool) -> Response:
+    match outcome:
+        case Accepted():
+            body = IngestResult(accepted=outcome.accepted, duplicates=outcome.duplicates).model_dump_json()
+            return Response(body, media_type="application/json")
+        case Invalid():
+            return _rejected(outcome.issues)
+        case Conflicting():
+            issues = [
+                ValidationIssue(index=clash.index if batch else None, field="event_id", message=clash.message)
+                for clash in outcome.clashes
+            ]
+            return JSONResponse(ValidationFailed(detail=issues).model_dump(), status_code=409)
+        case Unavailable():
+            return JSONResponse(
+                {"detail": outcome.message}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+            )
+
+
+def respond(outcome: Outcome, read: Read) -> Response:
+    """The answer to what became of a body's events.
+
+    A lone event's time issue has always named index 0 (its other issues name none); kept, since clients
+    may read it.
+    """
+    if read.batch or not isinstance(outcome, Invalid):
+        return answer(outcome, read.batch)
+    issues = [
+        ValidationIssue(index=0, field=issue.field, message=issue.message)
+        if issue.field == "occurred_at"
+        else issue
+        for issue in outcome.issues
+    ]
+    return answer(Invalid(issues), batch=False)
 
 
 _EVENT_BODY: dict[str, Any] = {
@@ -126,56 +186,7 @@ async def post_events(request: Request, services: ReadyIngest) -> Response:
     """Store one event or a batch of up to 1000, all or nothing; answers once they are committed."""
     if not is_json_media_type(request.headers.get("content-type")):
         return JSONResponse({"detail": JSON_MEDIA_MESSAGE}, status_code=415)
-    body = await request.body()
-    batch = body.lstrip()[:1] == b"["
-    try:
-        stored = event_batch.validate_json(body) if batch else [single_event.validate_json(body)]
-    except ValidationError as error:
-        return _rejected(_issues(_located(error, body, batch), batch))
-    repeated = duplicate_key_issues(body, stored, batch)
-    if repeated:
-        return _rejected(repeated)
-    if len(stored) > services.settings.max_batch:
-        return _rejected(
-            [
-                ValidationIssue(
-                    index=None,
-                    field=None,
-                    message=f"a batch holds at most {services.settings.max_batch} events",
-                )
-            ]
-        )
-    settings = services.settings
-    misdated = occurred_at_issues(stored, time.time(), settings.max_future_seconds, settings.max_past_days)
-    if misdated:
-        return _rejected(misdated)
-    source = ingest_source(request)
-    capped, held = queue_cap_issues(
-        stored,
-        range(len(stored)) if batch else [None],
-        services.queues,
-        source,
-        settings.max_queues,
-        settings.max_queues_per_source,
-    )
-    if capped:
-        return _rejected(capped)
-    try:
-        accepted, duplicates = await submit_admitting(services, stored, source, held)
-    except Backpressure:
-        return _unavailable("ingest queue is full; retry shortly")
-    except Conflict as error:
-        services.metrics.conflicted(clash.type for clash in error.clashes)
-        issues = [
-            ValidationIssue(index=clash.index if batch else None, field="event_id", message=clash.message)
-            for clash in error.clashes
-        ]
-        return JSONResponse(ValidationFailed(detail=issues).model_dump(), status_code=409)
-    except Refused as error:
-        return _rejected([ValidationIssue(index=None, field=None, message=f"events not stored: {error}")])
-    except StoreUnavailable as error:
-        return _unavailable(f"events not stored: {error}")
-    return Response(
-        IngestResult(accepted=accepted, duplicates=duplicates).model_dump_json(),
-        media_type="application/json",
-    )
+    read = read_events(await request.body(), services.settings.max_batch)
+    if isinstance(read, Invalid):
+        return _rejected(read.issues)
+    return respond(await ingest(services, read.events, read.labels, ingest_source(request)), read)

@@ -12,10 +12,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
 from app.api.auth import ReadyReader
-from app.api.deps import Services
 from app.api.schemas import SLUG_PATTERN
 from app.core.events import Channel
+from app.core.snapshot import snapshot_json
 from app.core.window import WindowName
+from app.services import Services
 
 router = APIRouter(prefix="/v1", tags=["kpis"])
 
@@ -25,7 +26,7 @@ def snapshot_bytes(
 ) -> bytes:
     """The snapshot as JSON bytes, with `as_of` in the centre's time zone."""
     now = services.clock()
-    snapshot: dict[str, Any] = services.window.snapshot(window, now, channel, queue)
+    snapshot = snapshot_json(services.window.snapshot(window, now, channel, queue))
     snapshot["as_of"] = datetime.fromtimestamp(now, services.window.tz).isoformat(timespec="seconds")
     return orjson.dumps(snapshot)
 

@@ -1,15 +1,9 @@
-"""Limits with clear answers: request bodies over max_body_bytes get 413, queues past the queue caps 422."""
+"""Request bodies over max_body_bytes get 413, for every route (the queue caps are app/ingest.py's)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.api.schemas import ValidationIssue
-from app.core.events import Event
-from app.core.queues import QueueRegistry, Reservation
 
 
 def _too_large(max_bytes: int) -> HTTPException:
@@ -91,24 +85,3 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-def queue_cap_issues(
-    events: Sequence[Event],
-    labels: Sequence[int | None],
-    registry: QueueRegistry,
-    source: str,
-    max_queues: int,
-    max_per_source: int,
-) -> tuple[list[ValidationIssue], Reservation | None]:
-    """Issues for the events whose queue cannot be admitted (retired, or past the source's cap or the cap
-    for all), each at the event's label (its batch index, its log line, or None); else the reservation
-    that holds the new queues until the caller commits or releases it.
-
-    A refused batch holds nothing, and a held queue counts against the caps until it is let go, so a
-    request that then fails (503) must release it: only committed events admit a queue.
-    """
-    refusals, reservation = registry.reserve(events, labels, source, max_queues, max_per_source)
-    return [
-        ValidationIssue(index=refusal.label, field="queue", message=refusal.message) for refusal in refusals
-    ], reservation

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -21,15 +20,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.auth import RequireAdmin
-from app.api.deps import RequireReady, Services, ServicesDep
+from app.api.deps import RequireReady, ServicesDep
 from app.api.schemas import SLUG_PATTERN
 from app.api.targets import live
-from app.core.events import Channel, Event
-from app.core.queues import QueueKey, Reservation
+from app.core.events import Channel
+from app.core.queues import QueueKey
 from app.db.queues import QueueRecord, load_queues, restore_queue, retire_queue, save_admitted
 from app.db.rebuild import rebuild_window
 from app.db.tokens import active_digests
 from app.db.writer import Backpressure, StoreUnavailable
+from app.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -46,35 +46,7 @@ STORE_ERRORS = (SQLAlchemyError, OSError)
 router = APIRouter(prefix="/v1", tags=["queues"])
 
 
-# ---- admitting ----------------------------------------------------------------------------------
-
-
-async def submit_admitting(
-    services: Services, events: Sequence[Event], source: str, held: Reservation | None
-) -> tuple[int, int]:
-    """Commit the events through the writer, tagged with their source; the queues they hold are admitted
-    once they commit and let go if they do not.
-
-    Awaited directly, so the events are in the writer's queue before anything else runs (a retire relies
-    on that order, see _after_in_flight).
-    """
-    if held is None:
-        return await services.writer.submit(events, origin=source)
-    registry = services.queues
-    try:
-        result = await services.writer.submit(events, origin=source)
-    except Exception:
-        # Refused or not committed (backpressure, a conflict, a failed commit): nothing of it is stored.
-        registry.release(held)
-        raise
-    except asyncio.CancelledError:
-        # The client hung up; the flush goes on and its outcome is not known here. A queue its events may
-        # have committed must not go to another source, so it stays: at worst a queue with no events yet.
-        registry.commit(held)
-        raise
-    registry.commit(held)
-    await persist_admitted(services)
-    return result
+# ---- admitting (the events' side is app/ingest.py) -----------------------------------------------
 
 
 async def persist_admitted(services: Services) -> None:
@@ -108,8 +80,8 @@ async def open_sources(services: Services) -> None:
     """After the start-up replay: hide the retired queues, and register the queues the replayed events
     name that the registry lost (a crash between their commit and the registry's write)."""
     window = services.window
-    services.queues.hide_retired(window.generation, window.series, window.drop_queue)
-    added = services.queues.admit_unregistered(list(window.series))
+    services.queues.hide_retired(window)
+    added = services.queues.admit_unregistered(window.queues_seen())
     if added:
         log.warning("registered %d queues found in the stored events only", len(added))
     await persist_admitted(services)

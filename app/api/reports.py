@@ -13,11 +13,12 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 
 from app.api.auth import RequireRead
-from app.api.deps import Services, ServicesDep
+from app.api.deps import ServicesDep
 from app.api.pages import html_page, page_asset
 from app.core.clock import local_date
 from app.core.events import Channel
 from app.db.reports import CSV_FIELDS, Granularity, WaitingPast, csv_record, queues_by_channel, report
+from app.services import Services
 
 router = APIRouter(tags=["reports"])
 
@@ -42,10 +43,10 @@ def waiting_past_now(services: Services, now: float) -> WaitingPast:
     """Who waits past the target now, per queue and channel total, exactly as the live KPIs count it."""
     snapshot = services.window.snapshot("today", now)
     waiting: dict[tuple[str, str | None], int] = {}
-    for channel, figures in snapshot["channels"].items():
-        waiting[(channel, None)] = figures["total"]["waiting_past_target"]
-        for queue, kpi in figures["queues"].items():
-            waiting[(channel, queue)] = kpi["waiting_past_target"]
+    for channel, figures in snapshot.channels.items():
+        waiting[(channel, None)] = figures.total.waiting_past_target
+        for queue, kpis in figures.queues.items():
+            waiting[(channel, queue)] = kpis.waiting_past_target
     return waiting
 
 

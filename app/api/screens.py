@@ -14,12 +14,13 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 
 from app.api.auth import RequireRead
-from app.api.deps import RequireReady, Services, ServicesDep
+from app.api.deps import RequireReady, ServicesDep
 from app.api.pages import html_page, page_asset
 from app.api.schemas import SLUG_PATTERN
-from app.core.clock import INTERVAL_SECONDS, interval_start, local_date
+from app.core.clock import INTERVAL_SECONDS, local_date
 from app.core.events import Channel
-from app.core.kpis import kpi
+from app.core.kpis import shown
+from app.services import Services
 
 router = APIRouter(tags=["screens"])
 
@@ -32,7 +33,7 @@ ASSETS: dict[str, str] = {
     "lobby.js": "text/javascript; charset=utf-8",
 }
 LOBBY_CALLS_MAX = 50
-# Fields of each interval the chart and its tooltip use; the rest of kpi() would only add bytes.
+# Fields of each interval the chart and its tooltip use; the rest of the figures would only add bytes.
 INTERVAL_FIELDS = (
     "service_level_pct",
     "status",
@@ -100,28 +101,11 @@ async def kpi_intervals(
         )
     target = services.targets(channel, queue)
     settings = services.settings
-    waiting_past_now = 0
-    if day == today:
-        live = window.snapshot("15m", now, channel, queue)["channels"][channel.value]
-        scope = live["total"] if queue is None else live["queues"].get(queue)
-        waiting_past_now = scope["waiting_past_target"] if scope else 0
-    current = interval_start(now)
     intervals = []
-    for start, tally in window.intervals(channel, queue, day):
-        if start > current:
-            break
-        figures = kpi(
-            tally,
-            target,
-            waiting_now=0,
-            waiting_past_threshold=waiting_past_now if start == current else 0,
-            longest_wait_now=None,
-            window_hours=INTERVAL_SECONDS / 3600,
-            fcr_goal_pct=settings.first_contact_resolution_goal_pct,
-            warning_margin_pct=settings.warning_margin_pct,
-        )
+    for interval in window.interval_figures(channel, queue, day, now):
+        figures = shown(interval.figures)
         intervals.append(
-            {"start": _iso(start, services), "current": start == current}
+            {"start": _iso(interval.start, services), "current": interval.current}
             | {name: figures[name] for name in INTERVAL_FIELDS}
         )
     return {
@@ -149,24 +133,26 @@ async def lobby_status(
     wanted = _queues(queue)
     calls = [
         {
-            "ticket_number": call["ticket_number"],
-            "desk": call["desk"],
-            "queue": call["queue"],
-            "called_at": _iso(call["called_at"], services),
+            "ticket_number": call.ticket_number,
+            "desk": call.desk,
+            "queue": call.queue,
+            "called_at": _iso(call.called_at, services),
         }
-        for call in services.window.recent_calls
-        if wanted is None or call["queue"] in wanted
+        for call in services.window.recent_calls()
+        if wanted is None or call.queue in wanted
     ][:limit]
-    visits = services.window.snapshot("15m", now, Channel.VISIT)["channels"][Channel.VISIT.value]
-    waiting = [
-        {
-            "queue": name,
-            "waiting_now": figures["waiting_now"],
-            "longest_wait_now_seconds": figures["longest_wait_now_seconds"],
-        }
-        for name, figures in visits["queues"].items()
-        if wanted is None or name in wanted
-    ]
+    visits = services.window.snapshot("15m", now, Channel.VISIT).channels[Channel.VISIT.value]
+    waiting = []
+    for name, kpis in visits.queues.items():
+        if wanted is None or name in wanted:
+            figures = shown(kpis)
+            waiting.append(
+                {
+                    "queue": name,
+                    "waiting_now": figures["waiting_now"],
+                    "longest_wait_now_seconds": figures["longest_wait_now_seconds"],
+                }
+            )
     return {
         "as_of": _iso(now, services),
         "time_zone": services.settings.time_zone,

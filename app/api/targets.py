@@ -15,13 +15,14 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import RequireAdmin, RequireRead
-from app.api.deps import RequireReady, Services, ServicesDep
+from app.api.deps import RequireReady, ServicesDep
 from app.api.schemas import SLUG_PATTERN, strict_json_problems
 from app.core.events import Channel
 from app.core.kpis import Formula, Target
 from app.core.targets import TargetBook
 from app.db.rebuild import Live, rebuild_window
 from app.db.targets import store_target
+from app.services import Services
 
 router = APIRouter(prefix="/v1", tags=["targets"])
 

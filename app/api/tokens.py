@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import RequireAdmin
-from app.api.deps import RequireReady, Services, ServicesDep
+from app.api.deps import RequireReady, ServicesDep
 from app.db.tokens import (
     DEFAULT_TOKEN_NAME,
     TOKEN_NAME_PATTERN,
@@ -29,6 +29,7 @@ from app.db.tokens import (
     list_tokens,
     revoke_token,
 )
+from app.services import Services
 
 router = APIRouter(prefix="/v1", tags=["ingest tokens"])
 

@@ -1,4 +1,5 @@
-"""`queuepulse follow-queue-log`: tail an Asterisk queue_log into the service, across rotations and restarts.
+"""Tailing an Asterisk queue_log into the service, across rotations and restarts (the command,
+`queuepulse follow-queue-log`, is app/cli/follow_queue_log.py).
 
 The follower remembers, per file it reads, the device and inode, how far the server has acknowledged,
 and a hash of the file's first bytes (so a new file that reuses an inode is not taken for the old one).
@@ -15,7 +16,6 @@ method itself.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import email.utils
 import hashlib
@@ -23,8 +23,6 @@ import json
 import logging
 import os
 import re
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,8 +31,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import httpx
-
-from app.settings import Settings
 
 log = logging.getLogger("queuepulse.follow")
 
@@ -255,19 +251,21 @@ class Follower:
     # Rotated files read to their end, so a restart does not take them for files it has never seen.
     done: list[Tracked] = field(default_factory=list)
     sent_lines: int = 0
+    # Set once `wait` said stop; run() then returns, leaving a batch that was not acknowledged unsent.
+    stopped: bool = field(default=False, init=False)
     # Lines skipped because the service answered that their event ids are stored with another payload.
     conflicting_lines: int = 0
 
     def run(self) -> int:
+        """Send the file's lines until all are sent (`once`) or `wait` says stop; 0 either way."""
         try:
             self._restore()
             if not self.files and self.once:
                 raise FollowerError(f"{self.path}: no such file")
-            while True:
-                if self._step():
-                    continue
-                if self.once or self.wait(self.poll_seconds):
-                    return 0
+            while not self.stopped:
+                if not self._step() and (self.once or self._pause(self.poll_seconds)):
+                    break
+            return 0
         finally:
             for tracked in self.files:
                 if tracked.handle is not None:
@@ -409,6 +407,12 @@ class Follower:
                 return True
         return False
 
+    def _pause(self, seconds: float) -> bool:
+        """Wait; True (and stopped from then on) when the wait was cut short by a stop."""
+        if self.wait(seconds):
+            self.stopped = True
+        return self.stopped
+
     def _grace_over(self, tracked: Tracked) -> bool:
         assert tracked.rotated_since is not None
         return self.clock() - tracked.rotated_since >= ROTATED_GRACE_SECONDS
@@ -419,7 +423,7 @@ class Follower:
     # ---- the server ---------------------------------------------------------------------------
 
     def _send(self, tracked: Tracked, batch: Batch) -> None:
-        """Deliver the batch (retrying as long as it takes), then record the new offset."""
+        """Deliver the batch (retrying until it is delivered or a stop), then record the new offset."""
         lines = list(batch.lines)
         attempt = 0
         while True:
@@ -453,8 +457,8 @@ class Follower:
             delay = retry_delay(response, attempt)
             attempt += 1
             log.warning("sending failed (%s); retrying in %.1f s", problem, delay)
-            if self.wait(delay):
-                raise KeyboardInterrupt
+            if self._pause(delay):
+                return
         sent = len(lines)
         tracked.offset = batch.starts[sent] if sent < len(batch.lines) else batch.end
         self.sent_lines += sent
@@ -490,93 +494,3 @@ class Follower:
         if result.get("unknown"):
             log.warning("unknown verbs, not counted: %s", result["unknown"])
         log.debug("sent %d lines: %s", len(starts), result)
-
-
-# ---- the command -------------------------------------------------------------------------------
-
-
-def _default_state_file(settings: Settings, path: Path) -> Path:
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
-    return settings.data_dir / "follow-queue-log" / f"{path.name}-{digest}.json"
-
-
-def _token(settings: Settings, token_file: Path | None) -> str:
-    if token_file is not None:
-        try:
-            token = token_file.read_text().strip()
-        except OSError as error:
-            raise FollowerError(f"cannot read the token file: {error}") from error
-    elif settings.ingest_token:
-        token = settings.ingest_token
-    elif (settings.data_dir / "ingest_token").exists():
-        token = (settings.data_dir / "ingest_token").read_text().strip()
-    else:
-        raise FollowerError("no ingest token: pass --token-file or set QUEUEPULSE_INGEST_TOKEN")
-    if not token:
-        raise FollowerError("the ingest token is empty")
-    return token
-
-
-def _endpoint(url: str) -> str:
-    url = url.rstrip("/")
-    return url if url.endswith(INGEST_PATH) else url + INGEST_PATH
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", type=Path, help="the queue_log file, e.g. /var/log/asterisk/queue_log")
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"the queuepulse service (default: {DEFAULT_URL})")
-    parser.add_argument(
-        "--token-file",
-        type=Path,
-        help="file holding the ingest token (default: QUEUEPULSE_INGEST_TOKEN, or DATA_DIR/ingest_token)",
-    )
-    parser.add_argument(
-        "--state-file",
-        type=Path,
-        help="where the read position is kept (default: DATA_DIR/follow-queue-log/<file>-<hash>.json)",
-    )
-    parser.add_argument(
-        "--time-zone", help="where dates without an offset in the file were written (default: the service's)"
-    )
-    parser.add_argument("--batch-lines", type=int, default=DEFAULT_BATCH_LINES, help="most lines per request")
-    parser.add_argument(
-        "--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS, help="how often to look for new lines"
-    )
-    parser.add_argument("--once", action="store_true", help="send what the file holds now, then exit")
-
-
-def command(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    # One line per request would bury the warnings that matter.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = Settings()
-    path: Path = args.path.absolute()
-    stopping = threading.Event()
-
-    def stop(_signal: int, _frame: object) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        with httpx.Client(timeout=REQUEST_TIMEOUT_SECONDS) as client:
-            follower = Follower(
-                path=path,
-                endpoint=_endpoint(args.url),
-                token=_token(settings, args.token_file),
-                state_file=args.state_file or _default_state_file(settings, path),
-                client=client,
-                once=args.once,
-                batch_lines=max(1, args.batch_lines),
-                poll_seconds=args.poll_seconds,
-                time_zone=args.time_zone,
-                wait=stopping.wait,
-            )
-            code = follower.run()
-    except FollowerError as error:
-        log.error("%s", error)
-        return 2
-    except KeyboardInterrupt:
-        code = 0
-    log.info("stopped")
-    return code

@@ -1,5 +1,6 @@
 """The event vocabulary: call.* and ticket.* mapped onto one arrive/start/leave/finish lifecycle, plus a
-clear step for contacts a source's restart ended without an outcome."""
+clear step for contacts a source's restart ended without an outcome. Each type has a spec naming its
+family, so events that are no contact step (agent states, say) can join without a step."""
 
 from __future__ import annotations
 
@@ -22,25 +23,50 @@ class Step(StrEnum):
     CLEAR = "clear"
 
 
+class Family(StrEnum):
+    """What an event is about. Only contact events move a contact through the lifecycle's steps; another
+    family (agent and desk states, say) names its types here with no step, and the window leaves it be."""
+
+    CONTACT = "contact"
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    family: Family
+    channel: Channel
+    # None for a type that is no step of a contact.
+    step: Step | None = None
+
+
+def _contact(channel: Channel, step: Step) -> EventSpec:
+    return EventSpec(Family.CONTACT, channel, step)
+
+
+# The whole vocabulary: every type the service knows, whatever its family.
+EVENT_SPECS: dict[str, EventSpec] = {
+    "call.offered": _contact(Channel.PHONE, Step.ARRIVE),
+    "call.answered": _contact(Channel.PHONE, Step.START),
+    "call.abandoned": _contact(Channel.PHONE, Step.LEAVE),
+    "call.ended": _contact(Channel.PHONE, Step.FINISH),
+    "call.transferred": _contact(Channel.PHONE, Step.FINISH),
+    "call.cleared": _contact(Channel.PHONE, Step.CLEAR),
+    "ticket.issued": _contact(Channel.VISIT, Step.ARRIVE),
+    "ticket.called": _contact(Channel.VISIT, Step.START),
+    "ticket.cancelled": _contact(Channel.VISIT, Step.LEAVE),
+    "ticket.completed": _contact(Channel.VISIT, Step.FINISH),
+    "ticket.no_show": _contact(Channel.VISIT, Step.FINISH),
+    "ticket.cleared": _contact(Channel.VISIT, Step.CLEAR),
+}
+
+# The contact events as (channel, step), the form the window's hot path and the ingest checks read.
 EVENT_TYPES: dict[str, tuple[Channel, Step]] = {
-    "call.offered": (Channel.PHONE, Step.ARRIVE),
-    "call.answered": (Channel.PHONE, Step.START),
-    "call.abandoned": (Channel.PHONE, Step.LEAVE),
-    "call.ended": (Channel.PHONE, Step.FINISH),
-    "call.transferred": (Channel.PHONE, Step.FINISH),
-    "call.cleared": (Channel.PHONE, Step.CLEAR),
-    "ticket.issued": (Channel.VISIT, Step.ARRIVE),
-    "ticket.called": (Channel.VISIT, Step.START),
-    "ticket.cancelled": (Channel.VISIT, Step.LEAVE),
-    "ticket.completed": (Channel.VISIT, Step.FINISH),
-    "ticket.no_show": (Channel.VISIT, Step.FINISH),
-    "ticket.cleared": (Channel.VISIT, Step.CLEAR),
+    event_type: (spec.channel, spec.step) for event_type, spec in EVENT_SPECS.items() if spec.step is not None
 }
 
 # Each type's channel as a plain str, for hot paths: an Enum member's .value is a property lookup, and
 # a plain str in a tuple lets the garbage collector stop tracking the tuple.
 CHANNEL_NAMES: dict[str, str] = {
-    event_type: str(channel.value) for event_type, (channel, _) in EVENT_TYPES.items()
+    event_type: str(spec.channel.value) for event_type, spec in EVENT_SPECS.items()
 }
 
 TRANSFER_TYPES = frozenset({"call.transferred"})
@@ -71,7 +97,7 @@ class Event:
 
     @property
     def channel(self) -> Channel:
-        return EVENT_TYPES[self.type][0]
+        return EVENT_SPECS[self.type].channel
 
     @property
     def step(self) -> Step:

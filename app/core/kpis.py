@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Formula = Literal["offered", "answered", "abandons_excluded"]
@@ -117,6 +117,28 @@ class Tally:
         self.wait_bins[key] = self.wait_bins.get(key, 0) + 1
 
 
+CountKind = Literal["count", "sum"]
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """One counted field of a Tally and the interval_rollup column that stores it."""
+
+    field: str
+    column: str
+    kind: CountKind
+
+
+# Every counted field, declared once by Tally itself: the rollup's columns, its table and the reports
+# derive from this (a test holds the table and the migrated database to it). The wait histogram is not
+# rolled up: history reports give no percentiles.
+COUNTED: tuple[Counted, ...] = tuple(
+    Counted(spec.name, spec.name, "sum" if spec.type == "float" else "count")
+    for spec in fields(Tally)
+    if spec.name != "wait_bins"
+)
+
+
 def _rank(total: int, fraction: float) -> int:
     return max(1, -(-int(total * fraction * 1_000_000) // 1_000_000))
 
@@ -181,11 +203,115 @@ def status(value: float | None, goal: float, warning_margin: float) -> Status:
 
 
 def _ratio_pct(part: int, whole: int) -> float | None:
-    return None if whole == 0 else round(100.0 * part / whole, 2)
+    return None if whole == 0 else 100.0 * part / whole
 
 
 def _mean(total: float, count: int) -> float | None:
-    return None if count == 0 else round(total / count, 2)
+    return None if count == 0 else total / count
+
+
+def _shown(value: float | None, decimals: int = SHOWN_DECIMALS) -> float | None:
+    return None if value is None else round(value, decimals)
+
+
+# Not frozen: a frozen dataclass sets each of its 22 fields through object.__setattr__, and a snapshot
+# builds one per queue and window on every read.
+@dataclass(slots=True)
+class QueueFigures:
+    """One queue's (or one channel's) KPIs over a window, unrounded; `null` wherever there is nothing to
+    divide. The field order is the JSON's (see shown)."""
+
+    arrived: int
+    started: int
+    left: int
+    finished: int
+    started_within_target: int
+    left_after_short_abandon: int
+    waiting_past_target: int
+    service_level_pct: float | None
+    target: Target
+    status: Status
+    avg_wait_seconds: float | None
+    wait_p50_seconds: float | None
+    wait_p90_seconds: float | None
+    abandon_rate_pct: float | None
+    avg_handle_seconds: float | None
+    first_contact_resolution_pct: float | None
+    first_contact_resolution_goal_pct: float
+    first_contact_resolution_status: Status
+    transferred: int
+    arrivals_per_hour: float | None
+    waiting_now: int
+    longest_wait_now_seconds: float | None
+
+
+def figures(
+    tally: Tally,
+    target: Target,
+    *,
+    waiting_now: int,
+    waiting_past_threshold: int,
+    longest_wait_now: float | None,
+    window_hours: float,
+    fcr_goal_pct: float,
+    warning_margin_pct: float,
+) -> QueueFigures:
+    """The KPIs of a tally against its target; statuses are judged on the values as shown."""
+    level = service_level(tally, waiting_past_threshold, target.formula)
+    fcr = _ratio_pct(tally.resolved_first_contact, tally.served)
+    p50, p90 = wait_percentiles(tally.wait_bins, tally.started, (0.5, 0.9))
+    return QueueFigures(
+        tally.arrived,
+        tally.started,
+        tally.left,
+        tally.finished,
+        tally.started_within,
+        tally.left_after_short,
+        waiting_past_threshold,
+        level,
+        target,
+        status(level, target.goal_pct, warning_margin_pct),
+        _mean(tally.wait_sum, tally.started),
+        p50,
+        p90,
+        _ratio_pct(tally.left, tally.started + tally.left),
+        _mean(tally.handle_sum, tally.handled),
+        fcr,
+        fcr_goal_pct,
+        status(fcr, fcr_goal_pct, warning_margin_pct),
+        tally.transferred,
+        None if window_hours <= 0 else tally.arrived / window_hours,
+        waiting_now,
+        longest_wait_now,
+    )
+
+
+def shown(kpis: QueueFigures) -> dict[str, Any]:
+    """The JSON form of the figures, as the API and the screens show them: rounded for display."""
+    return {
+        "arrived": kpis.arrived,
+        "started": kpis.started,
+        "left": kpis.left,
+        "finished": kpis.finished,
+        "started_within_target": kpis.started_within_target,
+        "left_after_short_abandon": kpis.left_after_short_abandon,
+        "waiting_past_target": kpis.waiting_past_target,
+        "service_level_pct": _shown(kpis.service_level_pct),
+        "target": kpis.target.as_dict(),
+        "status": kpis.status,
+        "avg_wait_seconds": _shown(kpis.avg_wait_seconds),
+        "wait_p50_seconds": kpis.wait_p50_seconds,
+        "wait_p90_seconds": kpis.wait_p90_seconds,
+        "abandon_rate_pct": _shown(kpis.abandon_rate_pct),
+        "avg_handle_seconds": _shown(kpis.avg_handle_seconds),
+        "first_contact_resolution_pct": _shown(kpis.first_contact_resolution_pct),
+        "first_contact_resolution_goal_pct": kpis.first_contact_resolution_goal_pct,
+        "first_contact_resolution_status": kpis.first_contact_resolution_status,
+        "transferred": kpis.transferred,
+        "arrivals_per_hour": _shown(kpis.arrivals_per_hour),
+        "waiting_now": kpis.waiting_now,
+        "longest_wait_now_seconds": _shown(kpis.longest_wait_now_seconds, 1),
+    }
 
 
 def kpi(
@@ -199,31 +325,16 @@ def kpi(
     fcr_goal_pct: float,
     warning_margin_pct: float,
 ) -> dict[str, Any]:
-    """The KPI object the API and the screens show, with `null` wherever there is nothing to divide."""
-    level = service_level(tally, waiting_past_threshold, target.formula)
-    fcr = _ratio_pct(tally.resolved_first_contact, tally.served)
-    p50, p90 = wait_percentiles(tally.wait_bins, tally.started, (0.5, 0.9))
-    return {
-        "arrived": tally.arrived,
-        "started": tally.started,
-        "left": tally.left,
-        "finished": tally.finished,
-        "started_within_target": tally.started_within,
-        "left_after_short_abandon": tally.left_after_short,
-        "waiting_past_target": waiting_past_threshold,
-        "service_level_pct": None if level is None else round(level, SHOWN_DECIMALS),
-        "target": target.as_dict(),
-        "status": status(level, target.goal_pct, warning_margin_pct),
-        "avg_wait_seconds": _mean(tally.wait_sum, tally.started),
-        "wait_p50_seconds": p50,
-        "wait_p90_seconds": p90,
-        "abandon_rate_pct": _ratio_pct(tally.left, tally.started + tally.left),
-        "avg_handle_seconds": _mean(tally.handle_sum, tally.handled),
-        "first_contact_resolution_pct": fcr,
-        "first_contact_resolution_goal_pct": fcr_goal_pct,
-        "first_contact_resolution_status": status(fcr, fcr_goal_pct, warning_margin_pct),
-        "transferred": tally.transferred,
-        "arrivals_per_hour": None if window_hours <= 0 else round(tally.arrived / window_hours, 2),
-        "waiting_now": waiting_now,
-        "longest_wait_now_seconds": None if longest_wait_now is None else round(longest_wait_now, 1),
-    }
+    """The KPI object the API and the screens show (figures() in its JSON form)."""
+    return shown(
+        figures(
+            tally,
+            target,
+            waiting_now=waiting_now,
+            waiting_past_threshold=waiting_past_threshold,
+            longest_wait_now=longest_wait_now,
+            window_hours=window_hours,
+            fcr_goal_pct=fcr_goal_pct,
+            warning_margin_pct=warning_margin_pct,
+        )
+    )

@@ -10,8 +10,9 @@ side is app/db/queues.py.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from app.core.events import EVENT_TYPES, Channel, Event
 
@@ -20,6 +21,17 @@ QueueKey = tuple[Channel, str]
 # Distinct refused queues remembered for queuepulse_queues_not_exported; junk names must not grow memory
 # without end, so the count stops there (the README says so).
 REFUSED_KEPT = 10_000
+
+
+class QueueHolder(Protocol):
+    """What hide_retired needs of a window: its generation, which queues it holds, a way to drop one."""
+
+    @property
+    def generation(self) -> int: ...
+
+    def has_queue(self, channel: Channel, queue: str) -> bool: ...
+
+    def drop_queue(self, channel: Channel, queue: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,19 +231,18 @@ class QueueRegistry:
         if source is not None:
             self._charged[source] += 1
 
-    def hide_retired(
-        self, generation: int, series: Mapping[QueueKey, object], drop: Callable[[Channel, str], object]
-    ) -> None:
+    def hide_retired(self, window: QueueHolder) -> None:
         """Drop the retired queues from a window replaced (by a replay) since the last call.
 
         Replays leave retired queues' events out, but one that read the store just before a retirement was
         written may still bring a queue back; a check of the generation number per request catches it.
         """
+        generation = window.generation
         if generation == self._cleared:
             return
         for channel, queue in list(self.retired):
-            if (channel, queue) in series:
-                drop(channel, queue)
+            if window.has_queue(channel, queue):
+                window.drop_queue(channel, queue)
         self._cleared = generation
 
 

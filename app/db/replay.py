@@ -8,17 +8,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.events import Event
 from app.core.window import ROLLING_SECONDS, Window
+from app.db.connection import raw_connection
+from app.db.rows import EVENT_SELECT, EVENT_WIDTH, RECEIVED_SELECT
 
 # The instants the ingest schema admits (EARLIEST_AT and LATEST_AT in app/api/schemas.py). A row outside
 # them was stored before that check (year 1 went in as -infinity): it can be no real contact, and its
 # time would turn the window's arithmetic to NaN or overflow, so replays and rebuilds pass it by.
 STORABLE_OCCURRED_AT = "occurred_at >= '1970-01-01T00:00:00Z' AND occurred_at < '10000-01-01T00:00:00Z'"
 # Each event is applied with the time it was first received, so late and expiry counts come out as live.
-# The columns come in the order of Event's fields, so a row builds its Event positionally.
+# The columns come in the order of Event's fields (app/db/rows.py), so a row builds its Event positionally.
 REPLAY_EVENTS = f"""
-SELECT event_id, type, contact_id, queue, extract(epoch from occurred_at)::float8, agent, desk,
-       ticket_number, wait_seconds, resolved, to_queue, source, reason,
-       extract(epoch from received_at)::float8
+SELECT {EVENT_SELECT}, {RECEIVED_SELECT}
 FROM events
 WHERE (received_at >= to_timestamp($1) OR occurred_at >= to_timestamp($1)) AND {STORABLE_OCCURRED_AT}
   AND NOT EXISTS (SELECT 1 FROM queues AS retired WHERE retired.retired_at IS NOT NULL
@@ -57,15 +57,12 @@ async def replay(engine: AsyncEngine, window: Window, now: float) -> int:
 
 async def _apply_stored(engine: AsyncEngine, window: Window, now: float) -> int:
     count = 0
-    async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        async with driver.transaction(readonly=True):
-            cursor = await driver.cursor(REPLAY_EVENTS, replay_since(window, now))
-            apply = window.apply
-            while rows := await cursor.fetch(FETCH_ROWS):
-                for row in rows:
-                    apply(Event(*row[:13]), row[13])
-                count += len(rows)
+    async with raw_connection(engine) as driver, driver.transaction(readonly=True):
+        cursor = await driver.cursor(REPLAY_EVENTS, replay_since(window, now))
+        apply = window.apply
+        width = EVENT_WIDTH
+        while rows := await cursor.fetch(FETCH_ROWS):
+            for row in rows:
+                apply(Event(*row[:width]), row[width])
+            count += len(rows)
     return count

@@ -18,7 +18,8 @@ from app.core.clock import INTERVAL_SECONDS, interval_start, local_date
 from app.core.events import Channel
 from app.core.kpis import Tally, kpi
 from app.core.targets import TargetBook
-from app.db.rollup import COUNT_COLUMNS, ROLLUP_COLUMNS, SUM_COLUMNS
+from app.db.connection import raw_connection
+from app.db.rollup import COUNT_COLUMNS, ROLLUP_FIELDS, SUM_COLUMNS
 
 Granularity = Literal["interval", "day", "week", "month", "year"]
 GRANULARITIES: tuple[Granularity, ...] = ("interval", "day", "week", "month", "year")
@@ -153,7 +154,7 @@ WaitingPast = Mapping[tuple[str, str | None], int]
 
 
 def _tally(values: Sequence[Any]) -> Tally:
-    return Tally(**dict(zip(ROLLUP_COLUMNS, values, strict=True)))
+    return Tally(**dict(zip(ROLLUP_FIELDS, values, strict=True)))
 
 
 def _running_key(granularity: Granularity, now: float, tz: ZoneInfo) -> Any:
@@ -240,10 +241,7 @@ async def report(
     tz = ZoneInfo(time_zone)
     since = _midnight(first, tz).astimezone(UTC)
     until = _midnight(last + timedelta(days=1), tz).astimezone(UTC)
-    async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
+    async with raw_connection(engine) as driver:
         records = await driver.fetch(
             _query(granularity), since, until, channel.value if channel else None, time_zone
         )
@@ -277,10 +275,7 @@ async def report(
 
 async def queues_by_channel(engine: AsyncEngine) -> dict[str, list[str]]:
     """Every queue the rollup has rows for, by channel: what a report can be narrowed to."""
-    async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
+    async with raw_connection(engine) as driver:
         records = await driver.fetch(
             f"SELECT DISTINCT channel, queue FROM interval_rollup WHERE {_NOT_RETIRED} ORDER BY 1, 2"
         )

@@ -22,26 +22,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.clock import day_bounds, interval_start, local_date
 from app.core.events import Channel, Event
-from app.core.kpis import Tally
+from app.core.kpis import COUNTED, Tally
 from app.core.window import INTERVALS_KEPT_SECONDS, Window
+from app.db.connection import raw_connection
 from app.db.replay import STORABLE_OCCURRED_AT
+from app.db.rows import EVENT_SELECT, EVENT_WIDTH, RECEIVED_SELECT
 
 log = logging.getLogger(__name__)
 
-COUNT_COLUMNS = (
-    "arrived",
-    "started",
-    "started_within",
-    "left",
-    "left_after_short",
-    "finished",
-    "served",
-    "resolved_first_contact",
-    "transferred",
-    "handled",
-)
-SUM_COLUMNS = ("wait_sum", "handle_sum")
+# The counted fields as the core declares them (app/core/kpis.py COUNTED): whole counts, then sums.
+_ROLLED_UP = [counted for counted in COUNTED if counted.kind == "count"] + [
+    counted for counted in COUNTED if counted.kind == "sum"
+]
+COUNT_COLUMNS = tuple(counted.column for counted in _ROLLED_UP if counted.kind == "count")
+SUM_COLUMNS = tuple(counted.column for counted in _ROLLED_UP if counted.kind == "sum")
 ROLLUP_COLUMNS = COUNT_COLUMNS + SUM_COLUMNS
+# The Tally field each of ROLLUP_COLUMNS stores, in the same order.
+ROLLUP_FIELDS = tuple(counted.field for counted in _ROLLED_UP)
 
 # Quoted: "left" is a reserved word in SQL.
 _quoted = [f'"{name}"' for name in ROLLUP_COLUMNS]
@@ -58,10 +55,9 @@ ON CONFLICT (channel, queue, interval_start) DO UPDATE SET
 """
 DELETE_RANGE = "DELETE FROM interval_rollup WHERE interval_start >= $1 AND interval_start < $2"
 
+# Event's fields first (app/db/rows.py), then the time received.
 DAY_EVENTS = f"""
-SELECT event_id, type, contact_id, queue, extract(epoch from occurred_at)::float8,
-       extract(epoch from received_at)::float8, agent, desk, ticket_number, wait_seconds, resolved,
-       to_queue, source
+SELECT {EVENT_SELECT}, {RECEIVED_SELECT}
 FROM events
 WHERE occurred_at >= $1 AND occurred_at < $2 AND {STORABLE_OCCURRED_AT}
 ORDER BY id
@@ -96,23 +92,15 @@ def rollup_columns(items: Iterable[RollupItem]) -> list[list[Any]]:
         columns[0].append(channel.value)
         columns[1].append(queue)
         columns[2].append(_utc(start))
-        for index, name in enumerate(ROLLUP_COLUMNS, start=3):
+        for index, name in enumerate(ROLLUP_FIELDS, start=3):
             columns[index].append(getattr(tally, name))
     return columns
-
-
-async def _driver(connection: Any) -> Any:
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
-    return driver
 
 
 async def upsert_rollup(engine: AsyncEngine, items: Sequence[RollupItem]) -> None:
     if not items:
         return
-    async with engine.begin() as connection:
-        driver = await _driver(connection)
+    async with raw_connection(engine) as driver:
         await driver.execute(UPSERT_ROLLUP, *rollup_columns(items))
 
 
@@ -120,28 +108,10 @@ async def replace_rollup(
     engine: AsyncEngine, since: float, until: float, items: Sequence[RollupItem]
 ) -> None:
     """Make the rows of [since, until) exactly `items`, in one transaction."""
-    async with engine.begin() as connection:
-        driver = await _driver(connection)
+    async with raw_connection(engine) as driver, driver.transaction():
         await driver.execute(DELETE_RANGE, _utc(since), _utc(until))
         if items:
             await driver.execute(UPSERT_ROLLUP, *rollup_columns(items))
-
-
-def event_of_row(row: Sequence[Any]) -> Event:
-    return Event(
-        event_id=row[0],
-        type=row[1],
-        contact_id=row[2],
-        queue=row[3],
-        at=row[4],
-        agent=row[6],
-        desk=row[7],
-        ticket_number=row[8],
-        wait_seconds=row[9],
-        resolved=row[10],
-        to_queue=row[11],
-        source=row[12],
-    )
 
 
 async def day_tallies(
@@ -156,13 +126,12 @@ async def day_tallies(
     day_start, day_end = day_bounds(day, window.tz)
     since = day_start - window.config.max_wait_seconds
     count = 0
-    async with engine.connect() as connection:
-        driver = await _driver(connection)
-        async with driver.transaction(readonly=True):
-            cursor = driver.cursor(DAY_EVENTS, _utc(since), _utc(day_end), prefetch=FETCH_ROWS)
-            async for row in cursor:
-                window.apply(event_of_row(row), min(row[5], row[4] + REBUILD_MAX_LATENESS_SECONDS))
-                count += 1
+    async with raw_connection(engine) as driver, driver.transaction(readonly=True):
+        cursor = driver.cursor(DAY_EVENTS, _utc(since), _utc(day_end), prefetch=FETCH_ROWS)
+        async for row in cursor:
+            event = Event(*row[:EVENT_WIDTH])
+            window.apply(event, min(row[EVENT_WIDTH], event.at + REBUILD_MAX_LATENESS_SECONDS))
+            count += 1
     return count, window.interval_tallies(day_start, day_end)
 
 
@@ -173,8 +142,7 @@ ROWS_BETWEEN = (
 
 async def _pruned(engine: AsyncEngine, day_start: float, day_end: float) -> bool:
     """Whether the rollup holds quarter-hours of this day from before the oldest stored event (pruned)."""
-    async with engine.connect() as connection:
-        driver = await _driver(connection)
+    async with raw_connection(engine) as driver:
         oldest = await driver.fetchval(f"SELECT min(occurred_at) FROM events WHERE {STORABLE_OCCURRED_AT}")
         # The quarter-hour holding the oldest event may hold older, pruned events too; it is not protected.
         until = day_end if oldest is None else min(day_end, interval_start(oldest.timestamp()))
@@ -232,8 +200,7 @@ async def rebuild_range(
 
 async def event_days(engine: AsyncEngine, tz_name: str) -> tuple[date, date] | None:
     """The first and last local day holding events, or None when there are none."""
-    async with engine.connect() as connection:
-        driver = await _driver(connection)
+    async with raw_connection(engine) as driver:
         row = await driver.fetchrow(
             "SELECT (min(occurred_at) AT TIME ZONE $1)::date, (max(occurred_at) AT TIME ZONE $1)::date "
             f"FROM events WHERE {STORABLE_OCCURRED_AT}",
@@ -250,8 +217,11 @@ async def rebuild_command(
     first: date | None,
     last: date | None,
     now: float,
+    on_month: Callable[[date], None] | None = None,
 ) -> str:
-    """`queuepulse rebuild-rollups`: rebuild the days asked for (default: every day with events)."""
+    """`queuepulse rebuild-rollups`: rebuild the days asked for (default: every day with events); the
+    summary line. `on_month` is called with each first of a month the rebuild reaches (the CLI's progress).
+    """
     tz = new_window().tz
     if first is None or last is None:
         span = await event_days(engine, tz.key)
@@ -263,16 +233,14 @@ async def rebuild_command(
         raise ValueError(f"--from {first} is after --to {last}")
     if first < EARLIEST_DAY or last > LATEST_DAY:
         raise ValueError(f"--from and --to must lie between {EARLIEST_DAY} and {LATEST_DAY}")
+
+    def progress(day: date, _count: int) -> None:
+        if on_month is not None and day.day == 1:
+            on_month(day)
+
     started = time.perf_counter()
     failed: list[date] = []
-    events = await rebuild_range(
-        engine,
-        new_window,
-        first,
-        last,
-        progress=lambda day, _count: print(f"  {day:%Y-%m}", flush=True) if day.day == 1 else None,
-        failed=failed,
-    )
+    events = await rebuild_range(engine, new_window, first, last, progress=progress, failed=failed)
     days = (last - first).days + 1
     seconds = time.perf_counter() - started
     rebuilt = days - len(failed)
@@ -364,8 +332,7 @@ class RollupWriter:
         # Read synchronously with no await between, so the rows are one consistent state of the window.
         items = self.window.interval_tallies(day_start, day_end)
         await replace_rollup(self.engine, day_start, day_end, items)
-        async with self.engine.connect() as connection:
-            driver = await _driver(connection)
+        async with raw_connection(self.engine) as driver:
             last = await driver.fetchval(
                 "SELECT max(interval_start) FROM interval_rollup WHERE interval_start < $1", _utc(day_start)
             )

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.asterisk.visits import Stored
 from app.core.events import Event
+from app.db.connection import raw_connection
 
 # The visits of `uniqueid@queue` are `uniqueid@queue` and `uniqueid@queue#N`: all in the bytewise range
 # from the base to the base followed by '$' (the byte after '#'), which ix_events_asterisk_visits answers
@@ -28,10 +29,7 @@ async def stored_for(engine: AsyncEngine, events: Sequence[Event]) -> Stored:
     bases = sorted({event.contact_id for event in events})
     if not bases:
         return Stored()
-    async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
+    async with raw_connection(engine) as driver:
         arrivals: dict[str, list[tuple[str, float]]] = {}
         for base, contact_id, at in await driver.fetch(STORED_ARRIVALS, bases):
             arrivals.setdefault(base, []).append((contact_id, at))

@@ -10,18 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.events import CHANNEL_NAMES, Event
+from app.core.events import Event
+from app.db.connection import raw_connection
+from app.db.rows import COPY_COLUMNS as COPY_COLUMNS
+from app.db.rows import INSERT_EVENTS, SELECT_STORED, Row, copy_records, differing_fields, payload_of
+from app.db.rows import PAYLOAD_COLUMNS as PAYLOAD_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -29,52 +31,9 @@ log = logging.getLogger(__name__)
 # bulk, with no ON CONFLICT check, and asyncpg encodes them without inspecting every array element.
 # A repeat anywhere in the batch makes the COPY fail whole, and the same rows go again through the
 # fallback (_sort), which looks up the stored rows of the batch's ids, sorts new from repeated and
-# conflicting, and inserts the new ones with INSERT_EVENTS.
-COPY_COLUMNS = (
-    "event_id",
-    "type",
-    "channel",
-    "contact_id",
-    "queue",
-    "occurred_at",
-    "received_at",
-    "agent",
-    "desk",
-    "ticket_number",
-    "wait_seconds",
-    "resolved",
-    "to_queue",
-    "source",
-    "reason",
-    "ingested_by",
-)
-INSERT_EVENTS = f"""
-INSERT INTO events ({", ".join(COPY_COLUMNS)})
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                     $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::bool[],
-                     $13::text[], $14::text[], $15::text[], $16::text[])
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id
-"""
-# What a delivery must repeat to be a retry of the stored event: every field the event carries (channel
-# follows from type). Not received_at or ingested_by: a retry comes later, perhaps through another token.
-PAYLOAD_COLUMNS = (
-    "type",
-    "contact_id",
-    "queue",
-    "occurred_at",
-    "agent",
-    "desk",
-    "ticket_number",
-    "wait_seconds",
-    "resolved",
-    "to_queue",
-    "source",
-    "reason",
-)
-_PAYLOAD_AT = tuple(COPY_COLUMNS.index(name) for name in PAYLOAD_COLUMNS)
-SELECT_STORED = f"SELECT event_id, {', '.join(PAYLOAD_COLUMNS)} FROM events WHERE event_id = ANY($1::text[])"
-
+# conflicting, and inserts the new ones with INSERT_EVENTS. The records, and the payload a repeat is
+# compared by, are app/db/rows.py's; COPY_COLUMNS and PAYLOAD_COLUMNS are re-exported for the writer's
+# tests.
 
 # Looking the request's ids up again after another flush committed one of them meanwhile: once more
 # settles it, unless yet another delivery of the same id commits in between.
@@ -167,49 +126,13 @@ FlushHook = Callable[[int, float], None]
 # Per committed request: all its events, then those that were new (the rest were duplicates).
 RequestHook = Callable[[Sequence[Event], list[Event]], None]
 
-Row = tuple[Any, ...]
 # Per request of a flush: the events that were new, or why nothing of it was stored.
 Outcome = list[Event] | StoreUnavailable
 
 
 def _rows(batch: Sequence[_Request], received_at: datetime) -> list[Row]:
     """The batch's events as COPY records, in COPY_COLUMNS order."""
-    from_timestamp = datetime.fromtimestamp
-    return [
-        (
-            event.event_id,
-            event.type,
-            CHANNEL_NAMES[event.type],
-            event.contact_id,
-            event.queue,
-            from_timestamp(event.at, UTC),
-            received_at,
-            event.agent,
-            event.desk,
-            event.ticket_number,
-            event.wait_seconds,
-            event.resolved,
-            event.to_queue,
-            event.source,
-            event.reason,
-            request.origin,
-        )
-        for request in batch
-        for event in request.events
-    ]
-
-
-def _payload(row: Row) -> Row:
-    return tuple(row[at] for at in _PAYLOAD_AT)
-
-
-def _differing(given: Row, stored: Row) -> tuple[str, ...]:
-    """The payload fields in which two payloads differ; NaN equals NaN (it is what was stored)."""
-    return tuple(
-        name
-        for name, a, b in zip(PAYLOAD_COLUMNS, given, stored, strict=True)
-        if a != b and not (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
-    )
+    return copy_records([(request.events, request.origin) for request in batch], received_at)
 
 
 def _refusal(error: BaseException) -> StoreUnavailable | None:
@@ -237,7 +160,7 @@ def _sort_request(
         event_id = row[0]
         earlier = first.get(event_id)
         if earlier is not None:
-            taken, where = _payload(rows[earlier]), earlier
+            taken, where = payload_of(rows[earlier]), earlier
         else:
             first[event_id] = index
             stored = known.get(event_id)
@@ -245,7 +168,7 @@ def _sort_request(
                 new.append(index)
                 continue
             taken, where = stored, None
-        differing = _differing(_payload(row), taken)
+        differing = differing_fields(payload_of(row), taken)
         if differing:
             clashes.append(Clash(index, event_id, events[index].type, differing, where))
     return Conflict(clashes) if clashes else new
@@ -405,10 +328,7 @@ class GroupCommitWriter:
         self, batch: list[_Request], received_at: datetime, sent: asyncio.Event
     ) -> list[Outcome] | None:
         """Insert and commit the batch; each request's outcome, or None when every event was new."""
-        async with self.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver = raw.driver_connection
-            assert driver is not None
+        async with raw_connection(self.engine) as driver:
             try:
                 rows = _rows(batch, received_at)
             except _VALUE_ERRORS:
@@ -493,17 +413,17 @@ class GroupCommitWriter:
             for index in new:
                 row = mine[index]
                 # A later request of this batch repeating the id is then a repeat of this one.
-                known[row[0]] = _payload(row)
+                known[row[0]] = payload_of(row)
                 inserting.append(row)
         if inserting:
             records = await driver.fetch(INSERT_EVENTS, *zip(*inserting, strict=True))
             if len(records) < len(inserting):
                 # Neither new nor stored when looked up: another flush (or instance) committed it meanwhile.
                 inserted = {record[0] for record in records}
-                raced = {row[0]: _payload(row) for row in inserting if row[0] not in inserted}
+                raced = {row[0]: payload_of(row) for row in inserting if row[0] not in inserted}
                 now_stored = await _stored(driver, list(raced))
                 if any(
-                    event_id not in now_stored or _differing(payload, now_stored[event_id])
+                    event_id not in now_stored or differing_fields(payload, now_stored[event_id])
                     for event_id, payload in raced.items()
                 ):
                     return None

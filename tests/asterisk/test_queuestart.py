@@ -15,7 +15,7 @@ from app.settings import Settings
 from tests.asterisk.logs import QueueLog
 from tests.asterisk.test_ingest_route import post_log
 from tests.asterisk.test_reentry import Clock
-from tests.core.factory import ev, make_window
+from tests.core.factory import ev, make_window, snapshot_of
 from tests.running import RunningApp, running_app
 
 QUEUE = "Borgerservice"
@@ -226,7 +226,7 @@ def test_a_clear_ends_a_wait_or_a_service_without_an_outcome_and_only_once() -> 
 
     for contact in ("waiting", "talking", "done", "waiting"):
         window.apply(ev("call.cleared", contact, start + 30), start + 30)
-    snapshot = window.snapshot("1h", start + 40)
+    snapshot = snapshot_of(window, "1h", start + 40)
 
     phone = snapshot["channels"]["phone"]["queues"]["borgerservice"]
     assert (phone["arrived"], phone["started"], phone["left"], phone["finished"]) == (3, 1, 1, 0)
@@ -244,7 +244,7 @@ def test_a_clear_received_before_the_arrival_keeps_the_contact_out_of_waiting() 
     window.apply(ev("ticket.cleared", "t1", start + 30), start + 40)
     window.apply(ev("ticket.issued", "t1", start, ticket_number="A002"), start + 40)
 
-    snapshot = window.snapshot("1h", start + 50)
+    snapshot = snapshot_of(window, "1h", start + 50)
 
     visit = snapshot["channels"]["visit"]["queues"]["borgerservice"]
     assert (visit["arrived"], visit["waiting_now"], visit["left"]) == (1, 0, 0)

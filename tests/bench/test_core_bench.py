@@ -16,6 +16,7 @@ import pytest
 
 from app.core.events import EVENT_TYPES, Channel, Event, Step
 from app.core.kpis import Target
+from app.core.snapshot import Snapshot
 from app.core.targets import TargetBook
 from app.core.window import Window, WindowConfig
 from loadtests.dataset import Row, day_of_events
@@ -73,8 +74,8 @@ def filled(count: int) -> Filled:
     return _filled[count]
 
 
-def _arrived(snapshot: dict[str, Any]) -> int:
-    return sum(channel["total"]["arrived"] for channel in snapshot["channels"].values())
+def _arrived(snapshot: Snapshot) -> int:
+    return sum(channel.total.arrived for channel in snapshot.channels.values())
 
 
 @pytest.mark.parametrize("events", SIZES)
@@ -88,7 +89,7 @@ def test_snapshot_today(benchmark: Any, events: int) -> None:
 def test_snapshot_1h(benchmark: Any, events: int) -> None:
     state = filled(events)
     snapshot = benchmark(state.window.snapshot, "1h", NOW)
-    assert snapshot["window"] == "1h"
+    assert snapshot.window == "1h"
     assert _arrived(snapshot) <= state.arrivals
 
 

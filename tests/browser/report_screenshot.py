@@ -1,6 +1,6 @@
 """A screenshot of the report page from a running queuepulse, for docs/ and the README.
 
-    python -m tests.browser.report_screenshot --url http://127.0.0.1:8000 --from 2025-01-01 --to 2025-12-31
+python -m tests.browser.report_screenshot --url http://127.0.0.1:8000 --from 2025-01-01 --to 2025-12-31
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 from app.core.events import Channel, Event
 from app.core.kpis import Target
+from app.core.snapshot import snapshot_json
 from app.core.targets import TargetBook
-from app.core.window import Window, WindowConfig
+from app.core.window import Window, WindowConfig, WindowName
 
 CPH = ZoneInfo("Europe/Copenhagen")
 _ids = itertools.count(1)
@@ -39,7 +40,14 @@ def make_window(overrides: dict[tuple[Channel, str], Target] | None = None, **co
     return Window(WindowConfig(**config), targets(overrides))
 
 
+def snapshot_of(
+    window: Window, name: WindowName, now: float, channel: Channel | None = None, queue: str | None = None
+) -> dict[str, Any]:
+    """The snapshot as GET /v1/kpis shows it (rounded), which is what the assertions are written in."""
+    return snapshot_json(window.snapshot(name, now, channel, queue))
+
+
 def phone(window: Window, name: str, now: float, queue: str = "borgerservice") -> dict[str, Any]:
     """The phone KPI of one queue."""
-    result: dict[str, Any] = window.snapshot(name, now)["channels"]["phone"]["queues"][queue]  # type: ignore[arg-type]
+    result: dict[str, Any] = snapshot_of(window, name, now)["channels"]["phone"]["queues"][queue]  # type: ignore[arg-type]
     return result

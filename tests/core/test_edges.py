@@ -19,7 +19,7 @@ import pytest
 from app.core.events import Event
 from app.core.kpis import Tally, Target, kpi
 from app.core.window import Window
-from tests.core.factory import ev, local, make_window, phone
+from tests.core.factory import ev, local, make_window, phone, snapshot_of
 
 NOON = local(2026, 6, 15, 12)
 MAX_WAIT = 3600.0
@@ -28,7 +28,7 @@ TICK = 0.001
 
 
 def quality(window: Window, now: float) -> dict[str, int]:
-    result: dict[str, int] = window.snapshot("today", now)["data_quality"]
+    result: dict[str, int] = snapshot_of(window, "today", now)["data_quality"]
     return result
 
 
@@ -72,7 +72,7 @@ def test_every_order_of_a_backfilled_contact_gives_the_same_figures() -> None:
             later = NOON + 2 * MAX_WAIT
             dq = quality(w, later)
             dq.pop("out_of_order")  # the one counter about the order of receipt itself
-            results.append((w.snapshot("today", NOON + 10)["channels"], dq))
+            results.append((snapshot_of(w, "today", NOON + 10)["channels"], dq))
     assert all(result == results[0] for result in results)
     assert results[0][1]["expired"] == 0
 

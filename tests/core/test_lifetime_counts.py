@@ -48,10 +48,8 @@ def restarted(stored: list[Event], now: float) -> Window:
 
 
 def counts(window: Window) -> tuple[Tally, dict[int, int]]:
-    series = window.series.get(KEY)
-    if series is None:
-        return Tally(), {}
-    return series.lifetime, series.lifetime_waits
+    lifetime = window.lifetime_counts(*KEY)
+    return lifetime.tally, lifetime.waits
 
 
 def plain(tally: Tally) -> dict[str, object]:
@@ -114,8 +112,8 @@ def test_a_rebuild_keeps_the_counts_and_a_queue_new_to_it_starts_from_zero() -> 
     rebuilt.apply_many([*feed(), ev("call.offered", "x", NOON - 10, queue="pas")], NOON)
     live.adopt(rebuilt)
     assert plain(counts(live)[0]) == kept
-    new_queue = live.series[(Channel.PHONE, "pas")]
-    assert plain(new_queue.lifetime) == plain(Tally())
+    assert live.has_queue(Channel.PHONE, "pas")
+    assert plain(live.lifetime_counts(Channel.PHONE, "pas").tally) == plain(Tally())
     assert phone(live, "today", NOON, queue="pas")["arrived"] == 1
     live.apply(ev("call.offered", "y", NOON, queue="pas"), NOON)
-    assert new_queue.lifetime.arrived == 1
+    assert live.lifetime_counts(Channel.PHONE, "pas").tally.arrived == 1

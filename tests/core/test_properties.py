@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from app.core.events import Channel, Event
 from app.core.kpis import Target
 from app.core.targets import TargetBook
-from app.core.window import Window, WindowConfig
-from tests.core.factory import CPH, local
+from app.core.window import Window, WindowConfig, WindowName
+from tests.core.factory import CPH, local, snapshot_of
 from tests.oracle import Rules, channel_of, contacts_of, expected_channels
 
 MAX_WAIT = 7200.0
@@ -43,7 +43,7 @@ TYPES = {
     },
 }
 RANK = {"arrive": 0, "start": 1, "leave": 1, "finish": 2}
-WINDOWS = ("15m", "1h", "today")
+WINDOWS: tuple[WindowName, ...] = ("15m", "1h", "today")
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -170,7 +170,7 @@ def expected_quality(
 
 
 def quality(window: Window, now: float) -> dict[str, int]:
-    dq: dict[str, int] = window.snapshot("1h", now)["data_quality"]
+    dq: dict[str, int] = snapshot_of(window, "1h", now)["data_quality"]
     return {key: dq[key] for key in ("expired", "orphans", "unfinished")}
 
 
@@ -190,8 +190,8 @@ def test_any_order_with_duplicates_gives_the_same_snapshots(
     shuffled.apply_many(feed, now)
     for later in LATER:
         for name in WINDOWS:
-            a = straight.snapshot(name, now + later)
-            b = shuffled.snapshot(name, now + later)
+            a = snapshot_of(straight, name, now + later)
+            b = snapshot_of(shuffled, name, now + later)
             assert b["channels"] == a["channels"], (name, later)
         dq_a, dq_b = dict(a["data_quality"]), dict(b["data_quality"])
         assert dq_b.pop("duplicates") == len(feed) - len(events)
@@ -222,10 +222,10 @@ def test_batch_snapshots_equal_brute_force(
     first_seen = {(channel_of(e.type), e.contact_id): now for e in events}
     for later in LATER:
         for name in WINDOWS:
-            got = window.snapshot(name, now + later)["channels"]
+            got = snapshot_of(window, name, now + later)["channels"]
             assert got == expected_channels(events, now + later, name, rules), (name, later)
         assert quality(window, now + later) == expected_quality(events, first_seen, now + later)
-    dq = window.snapshot("1h", now + LATER[-1])["data_quality"]
+    dq = snapshot_of(window, "1h", now + LATER[-1])["data_quality"]
     assert dq["late"] == sum(e.at < now - 60 for e in feed)
     day = datetime.fromtimestamp(now, CPH).date()
     assert dq["before_today"] == sum(e.at < local(day.year, day.month, day.day, 0) for e in feed)
@@ -251,8 +251,8 @@ def test_live_snapshots_equal_brute_force(case: tuple[float, list[Event], Rules]
             applied.append(event)
             position += 1
         for name in WINDOWS:
-            got = window.snapshot(name, checkpoint)["channels"]
+            got = snapshot_of(window, name, checkpoint)["channels"]
             assert got == expected_channels(applied, checkpoint, name, rules), (name, checkpoint - now)
         assert quality(window, checkpoint) == expected_quality(applied, first_seen, checkpoint)
-        dq = window.snapshot("1h", checkpoint)["data_quality"]
+        dq = snapshot_of(window, "1h", checkpoint)["data_quality"]
         assert (dq["late"], dq["duplicates"], dq["out_of_order"]) == (0, 0, 0)

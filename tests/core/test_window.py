@@ -10,7 +10,7 @@ from app.core.clock import day_intervals
 from app.core.events import Channel
 from app.core.kpis import Target
 from app.core.window import Window
-from tests.core.factory import CPH, ev, local, make_window, phone
+from tests.core.factory import CPH, ev, local, make_window, phone, snapshot_of
 
 NOON = local(2026, 6, 15, 12)
 
@@ -62,7 +62,7 @@ def test_formula_per_queue(formula: str, expected: float) -> None:
     assert k["target"]["formula"] == formula
     assert k["status"] == ("ok" if expected >= 50 else "breach")
     # The channel total keeps the channel's default target.
-    total = w.snapshot("1h", NOON)["channels"]["phone"]["total"]
+    total = snapshot_of(w, "1h", NOON)["channels"]["phone"]["total"]
     assert total["target"] == {"threshold_seconds": 60.0, "goal_pct": 90.0, "formula": "offered"}
 
 
@@ -86,7 +86,7 @@ def test_status_ok_warning_breach_no_data() -> None:
 
 
 def phone_total(w: Window, now: float) -> dict[str, object]:
-    result: dict[str, object] = w.snapshot("1h", now)["channels"]["phone"]["total"]
+    result: dict[str, object] = snapshot_of(w, "1h", now)["channels"]["phone"]["total"]
     return result
 
 
@@ -96,7 +96,7 @@ def test_visits_use_the_visit_threshold() -> None:
     w.apply(ev("ticket.called", "v1", NOON - 600), NOON)  # 300 s: within
     w.apply(ev("ticket.issued", "v2", NOON - 900, ticket_number="A002"), NOON)
     w.apply(ev("ticket.called", "v2", NOON - 599), NOON)  # 301 s: a miss
-    k = w.snapshot("1h", NOON)["channels"]["visit"]["queues"]["borgerservice"]
+    k = snapshot_of(w, "1h", NOON)["channels"]["visit"]["queues"]["borgerservice"]
     assert (k["started"], k["started_within_target"], k["service_level_pct"]) == (2, 1, 50.0)
     assert k["target"]["threshold_seconds"] == 300.0
 
@@ -226,7 +226,7 @@ def test_outcomes_count_when_they_happen() -> None:
     k = phone(w, "15m", local(2026, 6, 15, 10, 14))
     assert (k["arrived"], k["started"], k["service_level_pct"]) == (0, 1, 0.0)
     w.apply(ev("call.ended", "c", local(2026, 6, 15, 10, 20), resolved=True), local(2026, 6, 15, 10, 20))
-    by_start = {start: tally for start, tally in w.intervals(Channel.PHONE, "borgerservice", day)}
+    by_start = dict(w.intervals(Channel.PHONE, "borgerservice", day))
     at_0945 = by_start[int(local(2026, 6, 15, 9, 45))]
     at_1000 = by_start[int(local(2026, 6, 15, 10, 0))]
     at_1015 = by_start[int(local(2026, 6, 15, 10, 15))]
@@ -245,11 +245,11 @@ def test_answer_before_offer_counts_once_the_offer_arrives() -> None:
     ordered.apply(ev("call.answered", "c", t + 42), NOON)
     reversed_ = make_window()
     reversed_.apply(ev("call.answered", "c", t + 42), NOON)
-    before = reversed_.snapshot("1h", NOON)["channels"]["phone"]["total"]
+    before = snapshot_of(reversed_, "1h", NOON)["channels"]["phone"]["total"]
     assert (before["started"], before["arrived"], before["waiting_now"]) == (0, 0, 0)
     reversed_.apply(ev("call.offered", "c", t), NOON)
     for name in ("15m", "1h", "today"):
-        assert reversed_.snapshot(name, NOON)["channels"] == ordered.snapshot(name, NOON)["channels"]
+        assert snapshot_of(reversed_, name, NOON)["channels"] == snapshot_of(ordered, name, NOON)["channels"]
     assert phone(reversed_, "1h", NOON)["avg_wait_seconds"] == 42.0
     assert phone(reversed_, "1h", NOON)["waiting_now"] == 0
     assert reversed_.data_quality["out_of_order"] == 1
@@ -279,7 +279,7 @@ def test_same_step_twice_counts_once() -> None:
     assert (k["arrived"], k["started"], k["finished"]) == (1, 1, 1)
     assert w.data_quality["duplicates"] == 3
     w.note_duplicates(2)  # deliveries the store recognised by event_id
-    assert w.snapshot("1h", NOON)["data_quality"]["duplicates"] == 5
+    assert snapshot_of(w, "1h", NOON)["data_quality"]["duplicates"] == 5
 
 
 def test_late_events_are_counted_and_still_land_where_they_belong() -> None:
@@ -295,10 +295,10 @@ def test_late_events_are_counted_and_still_land_where_they_belong() -> None:
 def test_start_without_arrival_is_an_orphan_after_max_wait() -> None:
     w = make_window(max_wait_seconds=600)
     w.apply(ev("call.answered", "orphan", NOON), NOON)
-    assert w.snapshot("1h", NOON)["channels"]["phone"]["total"]["started"] == 0
-    assert w.snapshot("1h", NOON + 600)["data_quality"]["orphans"] == 0
-    assert w.snapshot("1h", NOON + 601)["data_quality"]["orphans"] == 1
-    assert w.snapshot("1h", NOON + 601)["channels"]["phone"]["total"]["started"] == 0
+    assert snapshot_of(w, "1h", NOON)["channels"]["phone"]["total"]["started"] == 0
+    assert snapshot_of(w, "1h", NOON + 600)["data_quality"]["orphans"] == 0
+    assert snapshot_of(w, "1h", NOON + 601)["data_quality"]["orphans"] == 1
+    assert snapshot_of(w, "1h", NOON + 601)["channels"]["phone"]["total"]["started"] == 0
 
 
 def test_start_without_arrival_but_with_wait_seconds_counts_at_once() -> None:
@@ -310,7 +310,7 @@ def test_start_without_arrival_but_with_wait_seconds_counts_at_once() -> None:
     assert (k["left"], k["left_after_short_abandon"]) == (1, 0)
     assert k["arrived"] == 0
     # Their arrival never came: both are reported as orphans once the limit passes, and still count.
-    assert w.snapshot("1h", NOON + 601)["data_quality"]["orphans"] == 2
+    assert snapshot_of(w, "1h", NOON + 601)["data_quality"]["orphans"] == 2
     assert phone(w, "1h", NOON + 601)["started"] == 1
 
 
@@ -334,20 +334,20 @@ def test_waiting_longer_than_max_wait_expires() -> None:
     w = make_window(max_wait_seconds=3600)
     w.apply(ev("call.offered", "lost", NOON), NOON)
     assert phone(w, "1h", NOON + 3600)["waiting_now"] == 1
-    after = w.snapshot("1h", NOON + 3601)
+    after = snapshot_of(w, "1h", NOON + 3601)
     assert after["channels"]["phone"]["queues"]["borgerservice"]["waiting_now"] == 0
     assert after["channels"]["phone"]["queues"]["borgerservice"]["longest_wait_now_seconds"] is None
     assert after["data_quality"]["expired"] == 1
     # Expired is the one thing said about it: it is neither an orphan nor also "unfinished".
-    later = w.snapshot("1h", NOON + 3 * 3600)["data_quality"]
+    later = snapshot_of(w, "1h", NOON + 3 * 3600)["data_quality"]
     assert (later["expired"], later["orphans"], later["unfinished"]) == (1, 0, 0)
 
 
 def test_expiry_with_arrival_received_a_moment_after_it_happened() -> None:
     w = make_window(max_wait_seconds=3600)
     w.apply(ev("call.offered", "lost", NOON - 0.5), NOON)
-    w.snapshot("1h", NOON + 3600)
-    dq = w.snapshot("1h", NOON + 7200)["data_quality"]
+    snapshot_of(w, "1h", NOON + 3600)
+    dq = snapshot_of(w, "1h", NOON + 7200)["data_quality"]
     assert (dq["expired"], dq["unfinished"], dq["orphans"]) == (1, 0, 0)
 
 
@@ -358,7 +358,7 @@ def test_arrival_older_than_max_wait_never_waits() -> None:
     assert (k["arrived"], k["waiting_now"]) == (1, 0)
     # Its outcome could still come: expired once it is forgotten with none (issue 12, 9b).
     assert w.data_quality["expired"] == 0
-    later = w.snapshot("today", NOON + 7200)["data_quality"]
+    later = snapshot_of(w, "today", NOON + 7200)["data_quality"]
     assert (later["expired"], later["unfinished"]) == (1, 0)
 
 
@@ -366,7 +366,7 @@ def test_started_but_never_finished_is_unfinished_after_max_wait() -> None:
     w = make_window(max_wait_seconds=600)
     w.apply(ev("call.offered", "c", NOON), NOON)
     w.apply(ev("call.answered", "c", NOON + 5), NOON + 5)
-    dq = w.snapshot("1h", NOON + 700)["data_quality"]
+    dq = snapshot_of(w, "1h", NOON + 700)["data_quality"]
     assert (dq["unfinished"], dq["expired"], dq["orphans"]) == (1, 0, 0)
 
 
@@ -382,7 +382,7 @@ def test_transfers_and_no_shows() -> None:
     assert (k["finished"], k["transferred"]) == (1, 1)
     assert k["first_contact_resolution_pct"] == 0.0  # a transfer is never a first-contact resolution
     assert k["avg_handle_seconds"] == 60.0
-    v = w.snapshot("1h", NOON)["channels"]["visit"]["queues"]["borgerservice"]
+    v = snapshot_of(w, "1h", NOON)["channels"]["visit"]["queues"]["borgerservice"]
     assert (v["started"], v["finished"], v["transferred"]) == (1, 1, 0)
     assert v["first_contact_resolution_pct"] is None  # a no-show was never served
     assert v["avg_handle_seconds"] is None
@@ -414,7 +414,7 @@ def test_first_contact_resolution() -> None:
     visit.apply(ev("ticket.issued", "v", t, ticket_number="A1"), NOON)
     visit.apply(ev("ticket.called", "v", t + 10), NOON)
     visit.apply(ev("ticket.completed", "v", t + 400, resolved=True), NOON)
-    vk = visit.snapshot("1h", NOON)["channels"]["visit"]["total"]
+    vk = snapshot_of(visit, "1h", NOON)["channels"]["visit"]["total"]
     assert (vk["first_contact_resolution_pct"], vk["first_contact_resolution_status"]) == (100.0, "ok")
 
 
@@ -422,7 +422,7 @@ def test_waiting_now_and_longest_wait_are_live_not_windowed() -> None:
     w = make_window()
     w.apply(ev("call.offered", "a", NOON - 2000), NOON)
     w.apply(ev("call.offered", "b", NOON - 100, queue="pas"), NOON)
-    snap = w.snapshot("15m", NOON)["channels"]["phone"]
+    snap = snapshot_of(w, "15m", NOON)["channels"]["phone"]
     assert snap["queues"]["borgerservice"]["arrived"] == 0
     assert snap["queues"]["borgerservice"]["waiting_now"] == 1
     assert snap["total"]["waiting_now"] == 2

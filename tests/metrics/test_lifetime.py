@@ -31,11 +31,11 @@ def test_lifetime_counts_survive_the_rolling_window_sliding() -> None:
     live = window()
     live.apply_many([*answered("c1", NOW, 30.0), *answered("c2", NOW, 90.0)], NOW)
     later = NOW + 2 * 3600
-    assert live.snapshot("1h", later)["channels"]["phone"]["queues"][QUEUE]["started"] == 0
-    lifetime = live.series[(Channel.PHONE, QUEUE)].lifetime
+    assert live.snapshot("1h", later).channels["phone"].queues[QUEUE].started == 0
+    lifetime = live.lifetime_counts(Channel.PHONE, QUEUE).tally
     assert (lifetime.arrived, lifetime.started, lifetime.started_within) == (2, 2, 1)
     live.apply_many(answered("c3", later, 10.0), later)
-    assert live.series[(Channel.PHONE, QUEUE)].lifetime.started == 3
+    assert live.lifetime_counts(Channel.PHONE, QUEUE).tally.started == 3
 
 
 def test_a_rebuilt_window_keeps_the_lifetime_counts() -> None:
@@ -44,9 +44,9 @@ def test_a_rebuilt_window_keeps_the_lifetime_counts() -> None:
     rebuilt = window()
     rebuilt.apply_many(answered("c2", NOW, 90.0), NOW)
     live.adopt(rebuilt)
-    series = live.series[(Channel.PHONE, QUEUE)]
-    assert series.lifetime.started == 2
-    assert sum(series.lifetime_waits.values()) == 2
+    lifetime = live.lifetime_counts(Channel.PHONE, QUEUE)
+    assert lifetime.tally.started == 2
+    assert sum(lifetime.waits.values()) == 2
 
 
 @given(st.lists(st.one_of(st.integers(0, 4000).map(float), st.floats(0, 4000)), max_size=60))
@@ -54,14 +54,14 @@ def test_wait_buckets_count_waits_of_at_most_each_bound_exactly(waits: list[floa
     live = window()
     for index, wait in enumerate(waits):
         live.apply(Event(f"{index}:a", "call.answered", str(index), QUEUE, NOW, wait_seconds=wait), NOW)
-    series = live.series.get((Channel.PHONE, QUEUE))
-    bins = {} if series is None else series.lifetime_waits
-    buckets = cumulative_buckets(bins, WAIT_BUCKETS)
+    held = live.has_queue(Channel.PHONE, QUEUE)
+    lifetime = live.lifetime_counts(Channel.PHONE, QUEUE)
+    buckets = cumulative_buckets(lifetime.waits, WAIT_BUCKETS)
     expected = [(str(bound), float(sum(w <= bound for w in waits))) for bound in WAIT_BUCKETS]
     assert buckets == [*expected, ("+Inf", float(len(waits)))]
-    if series is not None:
+    if held:
         within = dict(buckets)["60"]
-        assert within == series.lifetime.started_within
+        assert within == lifetime.tally.started_within
 
 
 def test_whole_second_targets_become_buckets() -> None:
@@ -73,4 +73,4 @@ def test_only_the_first_queues_seen_are_exported() -> None:
     for index, queue in enumerate(["zulu", "alpha", "mike"]):
         live.apply_many(answered(f"c{index}", NOW, 5.0, queue), NOW)
     assert exported_queues(live, 2) == ([(Channel.PHONE, "zulu"), (Channel.PHONE, "alpha")], 1)
-    assert exported_queues(live, 200) == (list(live.series), 0)
+    assert exported_queues(live, 200) == (live.queues_seen(), 0)
