@@ -223,28 +223,6 @@ class ValidationFailed(BaseModel):
     detail: list[ValidationIssue]
 
 
-def occurred_at_issues(
-    events: Sequence[Event], now: float, max_future_seconds: float, max_past_days: float
-) -> list[ValidationIssue]:
-    """Events dated further ahead than a clock may drift, or further back than the backfill allowed."""
-    latest = now + max_future_seconds
-    earliest = now - max_past_days * 86_400.0
-    issues = []
-    for index, event in enumerate(events):
-        if event.at > latest:
-            message = f"is more than {max_future_seconds:g} seconds in the future"
-        elif event.at < earliest:
-            message = f"is more than {max_past_days:g} days in the past"
-        else:
-            continue
-        issues.append(ValidationIssue(index=index, field="occurred_at", message=message))
-    return issues
-
-
-def future_issues(events: Sequence[Event], now: float, max_future_seconds: float) -> list[ValidationIssue]:
-    return occurred_at_issues(events, now, max_future_seconds, math.inf)
-
-
 DUPLICATE_KEY_MESSAGE = "given more than once in one object"
 NON_FINITE_MESSAGE = "must be a finite number"
 
