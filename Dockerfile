@@ -35,6 +35,7 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
 
 ENTRYPOINT ["tini", "--"]
-# Migrate, pin the resolved database URL (the embedded one if none is set), then one uvicorn worker:
-# the live window lives in the process's memory, so more workers would each see part of the traffic.
-CMD ["sh", "-c", "set -e; queuepulse migrate; if [ -z \"${QUEUEPULSE_DATABASE_URL:-}\" ]; then QUEUEPULSE_DATABASE_URL=\"$(python -c 'from app.db.embedded import database_url; from app.settings import Settings; print(database_url(Settings()))')\"; export QUEUEPULSE_DATABASE_URL; fi; exec uvicorn app.main:create_app --factory --host 0.0.0.0 --port 8000 --workers 1 --loop uvloop --http httptools --no-access-log"]
+# `queuepulse run` migrates, resolves the database (the embedded one in /data if none is set) and serves
+# one uvicorn worker with the bounded-header protocol: the live window lives in the process's memory, so
+# more workers would each see part of the traffic. Host and port come from QUEUEPULSE_HOST/PORT above.
+CMD ["queuepulse", "run"]
