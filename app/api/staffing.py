@@ -23,37 +23,28 @@ from app.services import Services
 router = APIRouter(prefix="/v1", tags=["staffing"])
 
 
-def _read(figures: Any, name: str) -> Any:
-    # A queue's figures are a dict today and may become a dataclass with the same field names.
-    return figures[name] if isinstance(figures, dict) else getattr(figures, name)
-
-
 def _live_inputs(
     window: Window, now: float
 ) -> dict[tuple[Channel, str], tuple[WindowFigures, WindowFigures, int]]:
-    """Per queue: the last 15 minutes' and the last hour's figures, and the backlog, from the snapshots.
-
-    Reads, per queue of snapshot(name, now)["channels"][channel]["queues"]: arrived, started, left,
-    left_after_short_abandon, avg_wait_seconds, avg_handle_seconds, waiting_past_target (the last from
-    the 15m snapshot; it is live, the same in both).
-    """
+    """Per queue: the last 15 minutes' and the last hour's figures, and the backlog, from the snapshots
+    (waiting past target is live, the same in both)."""
     found: dict[str, dict[tuple[Channel, str], WindowFigures]] = {}
     backlog: dict[tuple[Channel, str], int] = {}
     for name in ("15m", "1h"):
         snapshot = window.snapshot(name, now)
         found[name] = {}
         for channel in Channel:
-            for queue, figures in _read(_read(snapshot, "channels")[channel.value], "queues").items():
+            for queue, figures in snapshot.channels[channel.value].queues.items():
                 found[name][(channel, queue)] = WindowFigures(
                     seconds=ROLLING_SECONDS[name],
-                    arrived=_read(figures, "arrived"),
-                    started=_read(figures, "started"),
-                    left=_read(figures, "left"),
-                    left_after_short=_read(figures, "left_after_short_abandon"),
-                    avg_wait_seconds=_read(figures, "avg_wait_seconds"),
-                    avg_handle_seconds=_read(figures, "avg_handle_seconds"),
+                    arrived=figures.arrived,
+                    started=figures.started,
+                    left=figures.left,
+                    left_after_short=figures.left_after_short_abandon,
+                    avg_wait_seconds=figures.avg_wait_seconds,
+                    avg_handle_seconds=figures.avg_handle_seconds,
                 )
-                backlog.setdefault((channel, queue), _read(figures, "waiting_past_target"))
+                backlog.setdefault((channel, queue), figures.waiting_past_target)
     return {
         key: (recent, found["1h"][key], backlog[key])
         for key, recent in found["15m"].items()

@@ -21,9 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.events import Event
 from app.db.connection import raw_connection
-from app.db.rows import COPY_COLUMNS as COPY_COLUMNS
-from app.db.rows import INSERT_EVENTS, SELECT_STORED, Row, copy_records, differing_fields, payload_of
-from app.db.rows import PAYLOAD_COLUMNS as PAYLOAD_COLUMNS
+from app.db.rows import (
+    COPY_COLUMNS,
+    INSERT_EVENTS,
+    SELECT_STORED,
+    Row,
+    copy_records,
+    differing_fields,
+    payload_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +38,7 @@ log = logging.getLogger(__name__)
 # A repeat anywhere in the batch makes the COPY fail whole, and the same rows go again through the
 # fallback (_sort), which looks up the stored rows of the batch's ids, sorts new from repeated and
 # conflicting, and inserts the new ones with INSERT_EVENTS. The records, and the payload a repeat is
-# compared by, are app/db/rows.py's; COPY_COLUMNS and PAYLOAD_COLUMNS are re-exported for the writer's
-# tests.
+# compared by, are app/db/rows.py's.
 
 # Looking the request's ids up again after another flush committed one of them meanwhile: once more
 # settles it, unless yet another delivery of the same id commits in between.

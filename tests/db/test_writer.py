@@ -19,11 +19,11 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.core.events import CHANNEL_NAMES, Event
+from app.core.events import Event
+from app.db.connection import raw_connection
 from app.db.embedded import asyncpg_dsn
+from app.db.rows import COPY_COLUMNS, PAYLOAD_COLUMNS, copy_record
 from app.db.writer import (
-    COPY_COLUMNS,
-    PAYLOAD_COLUMNS,
     Conflict,
     GroupCommitWriter,
     Refused,
@@ -125,10 +125,7 @@ async def together(writer: GroupCommitWriter, *requests: Sequence[Event]) -> lis
 
 
 async def stored(engine: AsyncEngine, columns: str = "event_id") -> list[Any]:
-    async with engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
+    async with raw_connection(engine) as driver:
         records = await driver.fetch(f"SELECT {columns} FROM events ORDER BY id")
     return [record[0] if len(record) == 1 else tuple(record) for record in records]
 
@@ -139,18 +136,6 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
             return
         await asyncio.sleep(POLL_SECONDS)
     raise AssertionError(f"never happened: {what}")
-
-
-def copy_row(event: Event, origin: str | None = None) -> tuple[Any, ...]:
-    """The event as an events row in COPY_COLUMNS order, written here as another instance would."""
-    values = {
-        **{name: getattr(event, name, None) for name in COPY_COLUMNS},
-        "channel": CHANNEL_NAMES[event.type],
-        "occurred_at": datetime.fromtimestamp(event.at, UTC),
-        "received_at": datetime.now(UTC),
-        "ingested_by": origin,
-    }
-    return tuple(values[name] for name in COPY_COLUMNS)
 
 
 @pytest.fixture
@@ -471,7 +456,7 @@ async def test_an_id_another_writer_stores_meanwhile_is_checked_again(
         transaction = outside.transaction()
         await transaction.start()
         await outside.copy_records_to_table(
-            "events", records=[copy_row(theirs, "other")], columns=COPY_COLUMNS
+            "events", records=[copy_record(theirs, datetime.now(UTC), "other")], columns=COPY_COLUMNS
         )
         # d first: the COPY fails on it at once, and the fallback's insert then waits for r.
         request = asyncio.create_task(writer.submit([call("d"), call("n"), mine]))
