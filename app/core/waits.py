@@ -1,0 +1,399 @@
+"""What a citizen can expect to wait in the lobby, and how well that estimate has kept its word.
+
+The estimator (per visit queue, for a ticket issued now):
+
+- Queue length (the estimator research on delay announcements found best when its model holds): with
+  `ahead` tickets waiting before this one, `desks` open and `serving` tickets at them, the ticket waits
+  for the `ahead + 1 - free` services to end, where `free = max(0, desks - serving)`, each end coming at
+  rate desks / mean service time: wait = (ahead + 1 - free) x mean service / desks, and 0 when a desk is
+  free for it. With every desk busy (the usual lobby) that is (ahead + 1) x mean service / desks. The
+  mean service time is that of the tickets completed in the last hour (called to completed), at least
+  MIN_SERVICES of them.
+- Fallback, when the desks are unknown (no desk.opened/desk.closed seen for the queue, or none open while
+  tickets are still called) or the mean service time rests on too few: the recent throughput, the
+  tickets called in the last hour: wait = (ahead + 1) / (called per second), at least MIN_CALLED of them.
+- Neither: no estimate, and the reason.
+
+The estimate is shown as a range: under 5, 5-10, 10-20 or over 20 minutes.
+
+The estimate "given" to a ticket is the one in force when it was issued: the estimator's answer at the
+issue time, from the events that came before it. It is scored when the ticket is called: the actual
+wait (the wait its source reported, else called minus issued) inside the announced range or not, and
+the absolute error against the estimate in seconds. A cancelled ticket is counted as left, not scored;
+a ticket never called drops out after max_wait. The ledger is fed the visit events in the order the
+window is, so replaying the stored events rebuilds the same estimates and the same score after a
+restart.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from app.core.events import Event
+
+RangeName = Literal["under_5", "5_10", "10_20", "over_20"]
+# Upper bounds in seconds of each range but the last, which has none.
+RANGES: tuple[tuple[RangeName, float, float | None], ...] = (
+    ("under_5", 0.0, 300.0),
+    ("5_10", 300.0, 600.0),
+    ("10_20", 600.0, 1200.0),
+    ("over_20", 1200.0, None),
+)
+Basis = Literal["queue_length", "throughput"]
+
+# The last hour: long enough for a lobby's few dozen services, short enough to follow the day.
+RECENT_SECONDS = 3600.0
+# A mean of fewer service times swings by more than a range's width (services vary about as much as
+# their mean: five give a standard error of about 45 %).
+MIN_SERVICES = 5
+MIN_CALLED = 5
+# Pruning scans every waiting ticket; every ten minutes keeps that off the path of each event.
+PRUNE_EVERY_SECONDS = 600.0
+
+DESK_OPENED, DESK_CLOSED = "desk.opened", "desk.closed"
+ISSUED, CALLED, CANCELLED = "ticket.issued", "ticket.called", "ticket.cancelled"
+FINISHED = frozenset({"ticket.completed", "ticket.no_show"})
+CLEARED = "ticket.cleared"
+
+
+def wait_range(seconds: float) -> RangeName:
+    """The announced range holding a wait (a negative one, as a source might report, is under 5)."""
+    for name, _, high in RANGES:
+        if high is not None and seconds < high:
+            return name
+    return "over_20"
+
+
+@dataclass(frozen=True, slots=True)
+class WaitEstimate:
+    """The expected wait of a ticket issued now, or None and why."""
+
+    range: RangeName | None
+    seconds: float | None
+    basis: Basis | None
+    reason: str | None
+    ahead: int
+    desks: int | None
+    serving: int
+    mean_service_seconds: float | None
+    called_last_hour: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "range": self.range,
+            "minutes": None if self.seconds is None else round(self.seconds / 60, 1),
+            "basis": self.basis,
+            "reason": self.reason,
+            "people_ahead": self.ahead,
+            "desks_open": self.desks,
+            "serving": self.serving,
+            "mean_service_seconds": None
+            if self.mean_service_seconds is None
+            else round(self.mean_service_seconds, 1),
+            "called_last_hour": self.called_last_hour,
+        }
+
+
+def estimate_wait(
+    *,
+    ahead: int,
+    desks: int | None,
+    serving: int,
+    mean_service_seconds: float | None,
+    services: int,
+    called_last_hour: int,
+    recent_seconds: float = RECENT_SECONDS,
+) -> WaitEstimate:
+    """The estimator of the module text, on figures already gathered."""
+    seconds: float | None = None
+    basis: Basis | None = None
+    reason: str | None = None
+    free = max(0, desks - serving) if desks else 0
+    if desks and ahead + 1 <= free:
+        # A desk is free for this ticket: no service has to end first, whatever its length.
+        seconds, basis = 0.0, "queue_length"
+    elif desks and mean_service_seconds is not None and services >= MIN_SERVICES:
+        seconds = (ahead + 1 - free) * mean_service_seconds / desks
+        basis = "queue_length"
+    elif called_last_hour >= MIN_CALLED:
+        seconds = (ahead + 1) * recent_seconds / called_last_hour
+        basis = "throughput"
+    else:
+        reason = (
+            f"{called_last_hour} tickets called and {services} completed in the last hour; an estimate "
+            f"needs {MIN_SERVICES} completed with the desks known, or {MIN_CALLED} called"
+        )
+    return WaitEstimate(
+        None if seconds is None else wait_range(seconds),
+        seconds,
+        basis,
+        reason,
+        ahead,
+        desks,
+        serving,
+        mean_service_seconds,
+        called_last_hour,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Given:
+    """The estimate a ticket was given when it was issued."""
+
+    queue: str
+    contact_id: str
+    issued_at: float
+    seconds: float
+    range: RangeName
+    basis: Basis
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A given estimate against the wait the ticket then had."""
+
+    given: Given
+    called_at: float
+    actual_seconds: float
+
+    @property
+    def inside(self) -> bool:
+        return wait_range(self.actual_seconds) == self.given.range
+
+    @property
+    def error_seconds(self) -> float:
+        return abs(self.actual_seconds - self.given.seconds)
+
+
+@dataclass(slots=True)
+class Score:
+    """Additive: scored estimates, those whose actual wait fell inside the range, the errors' sum, and the
+    tickets issued with no estimate (hidden) or cancelled after one (left)."""
+
+    scored: int = 0
+    inside: int = 0
+    error_sum: float = 0.0
+    hidden: int = 0
+    left: int = 0
+
+    def add(self, record: Scored) -> None:
+        self.scored += 1
+        self.inside += record.inside
+        self.error_sum += record.error_seconds
+
+    def merge(self, other: Score) -> None:
+        self.scored += other.scored
+        self.inside += other.inside
+        self.error_sum += other.error_sum
+        self.hidden += other.hidden
+        self.left += other.left
+
+    @property
+    def inside_ratio(self) -> float | None:
+        return self.inside / self.scored if self.scored else None
+
+    @property
+    def mean_abs_error_seconds(self) -> float | None:
+        return self.error_sum / self.scored if self.scored else None
+
+    def as_dict(self) -> dict[str, Any]:
+        ratio, error = self.inside_ratio, self.mean_abs_error_seconds
+        return {
+            "scored": self.scored,
+            "inside_range": self.inside,
+            "inside_range_pct": None if ratio is None else round(ratio * 100, 1),
+            "mean_abs_error_minutes": None if error is None else round(error / 60, 2),
+            "hidden": self.hidden,
+            "left": self.left,
+        }
+
+
+@dataclass(slots=True)
+class _Queue:
+    waiting: dict[str, float] = field(default_factory=dict)  # contact id -> issued at
+    serving: dict[str, float] = field(default_factory=dict)  # contact id -> called at
+    called: deque[float] = field(default_factory=deque)  # call times, oldest first (mostly)
+    services: deque[tuple[float, float]] = field(default_factory=deque)  # (completed at, duration)
+    desks: set[str] = field(default_factory=set)
+    desks_known: bool = False
+
+
+def _recent(times: deque[float], since: float, until: float) -> int:
+    return sum(1 for at in times if since < at <= until)
+
+
+class WaitLedger:
+    """Per visit queue: who waits and is served, the desks open, and every estimate given and scored.
+
+    Pure: fed events in the order they were stored, read with `now` passed in.
+    Memory: the tickets waiting and in service, the last hour's calls and services, and the scored
+    estimates of the last two days (older ones are in the store).
+    """
+
+    def __init__(self, max_wait_seconds: float) -> None:
+        self.max_wait_seconds = max_wait_seconds
+        self.queues: dict[str, _Queue] = {}
+        self.given: dict[str, Given] = {}
+        self.scored: list[Scored] = []
+        self.hidden: dict[str, list[float]] = {}  # queue -> issue times of tickets given no estimate
+        self.left: dict[str, list[float]] = {}  # queue -> issue times of tickets cancelled after one
+        # Scored since the store last took them (see take_new).
+        self._new: list[Scored] = []
+        self.version = 0
+        self._next_prune = 0.0
+        self._latest = float("-inf")
+
+    def _queue(self, name: str) -> _Queue:
+        found = self.queues.get(name)
+        if found is None:
+            found = self.queues[name] = _Queue()
+        return found
+
+    def apply(self, event: Event) -> None:
+        """One event. Pruning follows the latest event time seen, not the clock: a backfill of a past
+        day keeps the calls and services its estimates were made from."""
+        if event.at > self._latest:
+            self._latest = event.at
+            if event.at >= self._next_prune:
+                self.prune(event.at)
+        kind = event.type
+        if kind in (DESK_OPENED, DESK_CLOSED):
+            queue = self._queue(event.queue)
+            queue.desks_known = True
+            desk = event.desk or event.contact_id
+            if kind == DESK_OPENED:
+                queue.desks.add(desk)
+            else:
+                queue.desks.discard(desk)
+            self.version += 1
+            return
+        if not kind.startswith("ticket."):
+            return
+        self.version += 1
+        contact = event.contact_id
+        if kind == ISSUED:
+            self._issue(event)
+        elif kind == CALLED:
+            self._call(event)
+        elif kind in (CANCELLED, CLEARED):
+            for queue in self.queues.values():
+                queue.waiting.pop(contact, None)
+                if kind == CLEARED:
+                    queue.serving.pop(contact, None)
+            given = self.given.pop(contact, None)
+            if given is not None and kind == CANCELLED:
+                self.left.setdefault(given.queue, []).append(given.issued_at)
+        elif kind in FINISHED:
+            for queue in self.queues.values():
+                queue.waiting.pop(contact, None)
+                called_at = queue.serving.pop(contact, None)
+                if called_at is not None and kind == "ticket.completed":
+                    self._queue(event.queue).services.append((event.at, max(0.0, event.at - called_at)))
+            self.given.pop(contact, None)
+
+    def apply_many(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def _issue(self, event: Event) -> None:
+        queue = self._queue(event.queue)
+        if event.contact_id in queue.waiting or event.contact_id in self.given:
+            return
+        estimate = self._estimate(event.queue, event.at, before=event.at)
+        queue.waiting[event.contact_id] = event.at
+        if estimate.seconds is None or estimate.range is None or estimate.basis is None:
+            self.hidden.setdefault(event.queue, []).append(event.at)
+            return
+        self.given[event.contact_id] = Given(
+            event.queue, event.contact_id, event.at, estimate.seconds, estimate.range, estimate.basis
+        )
+
+    def _call(self, event: Event) -> None:
+        contact = event.contact_id
+        if any(contact in queue.serving for queue in self.queues.values()):
+            return  # called again (a recall): one service, counted once in the throughput
+        for queue in self.queues.values():
+            queue.waiting.pop(contact, None)
+        queue = self._queue(event.queue)
+        queue.serving[contact] = event.at
+        queue.called.append(event.at)
+        given = self.given.pop(contact, None)
+        if given is None:
+            return
+        actual = event.wait_seconds if event.wait_seconds is not None else event.at - given.issued_at
+        record = Scored(given, event.at, max(0.0, actual))
+        self.scored.append(record)
+        self._new.append(record)
+
+    def _estimate(self, name: str, now: float, before: float | None = None) -> WaitEstimate:
+        queue = self.queues.get(name) or _Queue()
+        oldest = now - self.max_wait_seconds
+        ahead = sum(
+            1
+            for issued in queue.waiting.values()
+            if oldest <= issued and (before is None or issued <= before)
+        )
+        since = now - RECENT_SECONDS
+        durations = [duration for at, duration in queue.services if since < at <= now]
+        desks: int | None = len(queue.desks) if queue.desks_known else None
+        return estimate_wait(
+            ahead=ahead,
+            desks=desks,
+            serving=min(len(queue.serving), desks or 0),
+            mean_service_seconds=sum(durations) / len(durations) if durations else None,
+            services=len(durations),
+            called_last_hour=_recent(queue.called, since, now),
+        )
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def estimate(self, queue: str, now: float) -> WaitEstimate:
+        """The expected wait of a ticket issued in `queue` at `now`."""
+        return self._estimate(queue, now)
+
+    def queue_names(self) -> list[str]:
+        return sorted(self.queues)
+
+    def score(self, since: float, until: float) -> dict[str, Score]:
+        """Per queue: estimates given to tickets issued in [since, until) and scored, hidden and left."""
+        scores: dict[str, Score] = {}
+        for record in self.scored:
+            if since <= record.given.issued_at < until:
+                scores.setdefault(record.given.queue, Score()).add(record)
+        for name, times in self.hidden.items():
+            scores.setdefault(name, Score()).hidden += sum(1 for at in times if since <= at < until)
+        for name, times in self.left.items():
+            scores.setdefault(name, Score()).left += sum(1 for at in times if since <= at < until)
+        return scores
+
+    def take_new(self) -> list[Scored]:
+        """The estimates scored since the last call (for the store), and forget them."""
+        taken, self._new = self._new, []
+        return taken
+
+    def give_back(self, records: list[Scored]) -> None:
+        """Records take_new gave that could not be stored: they are taken again next time."""
+        self._new = records + self._new
+
+    def prune(self, now: float, keep_seconds: float = 2 * 25 * 3600.0) -> None:
+        """Forget calls and services older than the last hour, waits past max_wait, old scores."""
+        self._next_prune = now + PRUNE_EVERY_SECONDS
+        since = now - RECENT_SECONDS
+        oldest = now - self.max_wait_seconds
+        for queue in self.queues.values():
+            while queue.called and queue.called[0] <= since:
+                queue.called.popleft()
+            while queue.services and queue.services[0][0] <= since:
+                queue.services.popleft()
+            for contact in [c for c, at in queue.waiting.items() if at < oldest]:
+                del queue.waiting[contact]
+                self.given.pop(contact, None)
+            for contact in [c for c, at in queue.serving.items() if at < oldest]:
+                del queue.serving[contact]
+        kept = now - keep_seconds
+        self.scored = [record for record in self.scored if record.given.issued_at >= kept]
+        for times in (*self.hidden.values(), *self.left.values()):
+            times[:] = [at for at in times if at >= kept]
