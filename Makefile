@@ -61,12 +61,17 @@ bench: $(BENCH_STAMP)
 	sh scripts/ensure-apt.sh wrk:wrk
 	$(BIN)/python -m loadtests.bench
 
+# The load-balancer test runs Debian's HAProxy with deploy/haproxy/haproxy.cfg; installed only when missing.
+.PHONY: lb-tools
+lb-tools:
+	sh scripts/ensure-apt.sh /usr/sbin/haproxy:haproxy
+
 # The browser tests drive Debian's Chromium through Playwright (never a downloaded browser).
 .PHONY: browser-tools
 browser-tools:
 	sh scripts/ensure-apt.sh /usr/bin/chromium:chromium
 
-test: lint typecheck prometheus-tools browser-tools
+test: lint typecheck prometheus-tools browser-tools lb-tools
 	$(BIN)/pytest -q
 
 # The embedded PostgreSQL that `make run` leaves running is stopped first: its binaries live in .venv.

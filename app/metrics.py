@@ -22,14 +22,18 @@ from prometheus_client.registry import Collector
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.events import EVENT_TYPES, Channel, Event
+from app.core.clock import INTERVAL_SECONDS, interval_start
+from app.core.events import EVENT_SPECS, Channel, Event
 from app.core.kpis import QueueFigures
 from app.core.queues import REFUSED_KEPT, QueueRegistry
 from app.core.window import WINDOWS, Window
+from app.staffing_metrics import agents_needed, lobby_waits
 
 if TYPE_CHECKING:
     from prometheus_client import Metric
 
+    from app.db.tail import Tail
+    from app.db.waits import WaitFeed
     from app.db.writer import WriterStats
     from app.settings import Settings
 
@@ -119,6 +123,100 @@ def _ratio(kpis: QueueFigures) -> float | None:
     return None if level is None else level / 100.0
 
 
+# queuepulse_agents' states: each staffed agent is in exactly one, so they add up to the staffed count.
+AGENT_GAUGE_STATES = ("available", "ringing", "on_contact", "after_contact_work", "paused")
+# queuepulse_agent_seconds_total's states, as StaffFigures names their seconds.
+AGENT_SECONDS_STATES = ("staffed", "available", "handling", "paused")
+StaffKey = tuple[str, str]
+
+
+class AgentSeconds:
+    """queuepulse_agent_seconds_total: the agent-seconds in each state this process saw go by, per queue.
+
+    Each scrape adds the queue's seconds between the previous scrape and this one, to the second, from the
+    window's quarter-hour tallies (segments in progress counted up to the scrape; midnight is no different
+    from any other instant): the seconds from the start of the previous scrape's quarter-hour up to now,
+    less those up to the previous scrape. Events that come late for a stretch already scraped are not
+    counted back into it (a counter only grows). A queue starts at zero at the first scrape that sees it.
+    """
+
+    def __init__(self) -> None:
+        self.totals: dict[StaffKey, list[float]] = {}
+        # key -> seconds from the start of the previous scrape's quarter-hour up to the previous scrape
+        self._upto_last: dict[StaffKey, list[float]] = {}
+        self._interval: int | None = None
+
+    def observe(self, window: Window, now: float) -> dict[StaffKey, list[float]]:
+        current = interval_start(now)
+        since = current if self._interval is None else min(self._interval, current)
+        spent: dict[StaffKey, list[float]] = {}
+        in_current: dict[StaffKey, list[float]] = {}
+        for channel, queue, start, tally in window.interval_tallies(since, current + INTERVAL_SECONDS, now):
+            seconds = [getattr(tally, f"{state}_seconds") for state in AGENT_SECONDS_STATES]
+            if not any(seconds):
+                continue
+            key = (channel.value, queue)
+            _add(spent.setdefault(key, [0.0] * len(seconds)), seconds)
+            if start == current:
+                _add(in_current.setdefault(key, [0.0] * len(seconds)), seconds)
+        for key, values in spent.items():
+            totals = self.totals.get(key)
+            if totals is None:
+                self.totals[key] = [0.0] * len(values)
+                continue
+            before = self._upto_last.get(key, [0.0] * len(values))
+            for index, value in enumerate(values):
+                totals[index] += max(0.0, value - before[index])
+        self._upto_last = in_current
+        self._interval = current
+        return self.totals
+
+
+def _add(into: list[float], values: Sequence[float]) -> None:
+    for index, value in enumerate(values):
+        into[index] += value
+
+
+def staff_metrics(window: Window, now: float, seconds: AgentSeconds) -> Iterator[Metric]:
+    """Agents and desks by state now, occupancy over each window, and the seconds counter, per queue."""
+    labels = ["channel", "queue"]
+    agents = GaugeMetricFamily(
+        "queuepulse_agents",
+        "Agents (phone) or desks (visit) logged in to the queue now, by state; the states add up to the "
+        "staffed count. An agent in two queues counts in both.",
+        labels=[*labels, "state"],
+    )
+    occupancy = GaugeMetricFamily(
+        "queuepulse_agent_occupancy_ratio",
+        "Handling time over handling plus available time of the queue's agents over the window (0..1).",
+        labels=[*labels, "window"],
+    )
+    counter = CounterMetricFamily(
+        "queuepulse_agent_seconds",
+        "Agent-seconds this process saw go by in each state (staffed, available, handling = on contact or "
+        "after-contact work, paused); rate() gives the average number of agents in it. An agent in k "
+        "queues gives each 1/k of its seconds, so the queues add up to the channel.",
+        labels=[*labels, "state"],
+    )
+    snapshots = {name: window.staff(name, now) for name in WINDOWS}
+    for channel, part in snapshots["15m"].channels.items():
+        for queue, figures in part.queues.items():
+            for state in AGENT_GAUGE_STATES:
+                agents.add_metric([channel, queue, state], getattr(figures, state))
+    for name, snapshot in snapshots.items():
+        for channel, part in snapshot.channels.items():
+            for queue, figures in part.queues.items():
+                if figures.occupancy is not None:
+                    occupancy.add_metric([channel, queue, name], figures.occupancy)
+    totals = seconds.observe(window, now)
+    for (channel, queue), values in sorted(totals.items()):
+        for state, total in zip(AGENT_SECONDS_STATES, values, strict=True):
+            counter.add_metric([channel, queue, state], total)
+    yield agents
+    yield occupancy
+    yield counter
+
+
 class _WriterView(Protocol):
     @property
     def stats(self) -> WriterStats: ...
@@ -143,6 +241,37 @@ class CollectorSources(Protocol):
     def queues(self) -> QueueRegistry: ...
     @property
     def settings(self) -> Settings: ...
+    @property
+    def tail(self) -> Tail | None: ...
+    @property
+    def waits(self) -> WaitFeed | None: ...
+
+
+def _tail_state(tail: Tail) -> Iterator[Metric]:
+    """The log tail (app/db/tail.py): how far behind the events table this instance's window is."""
+    yield GaugeMetricFamily(
+        "queuepulse_tail_lag_seconds",
+        "Time since the tail last found every commit below the oldest running transaction applied.",
+        tail.lag_seconds(),
+    )
+    yield GaugeMetricFamily(
+        "queuepulse_tail_position_txid",
+        "The transaction id of the last events-table row the tail took (its log position).",
+        tail.position.txid,
+    )
+    yield GaugeMetricFamily(
+        "queuepulse_tail_position_id",
+        "The row id of the last events-table row the tail took (its log position, with the txid).",
+        tail.position.id,
+    )
+    yield CounterMetricFamily(
+        "queuepulse_tail_applied_events",
+        "Events other instances committed that the tail applied to this instance's window.",
+        tail.stats.applied,
+    )
+    yield CounterMetricFamily(
+        "queuepulse_tail_errors", "Tail polls that failed (retried).", tail.stats.errors
+    )
 
 
 class WindowCollector(Collector):
@@ -151,6 +280,7 @@ class WindowCollector(Collector):
     def __init__(self, services: CollectorSources, wait_bounds: Sequence[int]) -> None:
         self.services = services
         self.wait_bounds = tuple(wait_bounds)
+        self.agent_seconds = AgentSeconds()
 
     def describe(self) -> Iterable[Metric]:
         # Names are dynamic in labels only; describing nothing keeps registration from collecting early.
@@ -162,6 +292,19 @@ class WindowCollector(Collector):
         # clock under the replay's feet, so queue figures appear only once the service is ready.
         if self.services.ready:
             yield from self._queue_figures()
+            yield from staff_metrics(self.services.window, self.services.clock(), self.agent_seconds)
+            yield from self._staffing()
+
+    def _staffing(self) -> Iterator[Metric]:
+        """Agents needed per queue and the lobby's expected wait with its score (app/staffing_metrics.py)."""
+        services = self.services
+        window = services.window
+        now = services.clock()
+        keys, _ = exported_queues(window, services.settings.max_queues)
+        yield from agents_needed(window, now, services.settings.max_occupancy_pct, keys)
+        feed = services.waits
+        visits = {queue for channel, queue in keys if channel is Channel.VISIT}
+        yield from lobby_waits(None if feed is None else feed.ledger, window, now, visits)
 
     def _service_state(self) -> Iterator[Metric]:
         services = self.services
@@ -189,6 +332,8 @@ class WindowCollector(Collector):
             "Events waiting for the next group commit.",
             stats.pending_rows,
         )
+        if services.tail is not None:
+            yield from _tail_state(services.tail)
 
     def _queue_figures(self) -> Iterator[Metric]:
         services = self.services
@@ -321,7 +466,7 @@ class Metrics:
             registry=self.registry,
         )
         # Every series exists from the start, so increase() sees the first event and "no events" alerts.
-        for event_type in EVENT_TYPES:
+        for event_type in EVENT_SPECS:
             for result in RESULTS:
                 self.events.labels(event_type, result)
         self.events.labels(UNKNOWN_TYPE, "rejected")
@@ -380,7 +525,7 @@ class Metrics:
         counts: dict[str, int] = {}
         for item in items:
             event_type = item.get("type") if isinstance(item, dict) else None
-            label = event_type if isinstance(event_type, str) and event_type in EVENT_TYPES else UNKNOWN_TYPE
+            label = event_type if isinstance(event_type, str) and event_type in EVENT_SPECS else UNKNOWN_TYPE
             counts[label] = counts.get(label, 0) + 1
         for label, count in counts.items():
             self.events.labels(label, "rejected").inc(count)

@@ -14,7 +14,9 @@ from app.core.queues import QueueRegistry
 from app.core.targets import TargetBook
 from app.core.window import Window
 from app.db.rollup import RollupWriter
+from app.db.tail import Tail
 from app.db.tokens import DEFAULT_TOKEN_NAME, token_digest
+from app.db.waits import WaitFeed
 from app.db.writer import GroupCommitWriter
 from app.metrics import Metrics
 from app.settings import Settings
@@ -62,6 +64,12 @@ class Services:
     replayed_events: int = 0
     replay_seconds: float = 0.0
     rollup: RollupWriter | None = None
+    # Other instances' commits, read from the events table (app/db/tail.py).
+    tail: Tail | None = None
+    # Whether start-up loaded the window checkpoint (and replayed only the log after it).
+    joined_from_checkpoint: bool = False
+    # The lobby's expected-wait ledger and its score (app/db/waits.py).
+    waits: WaitFeed | None = None
     kpi_query_cache: dict[bytes, tuple[tuple[int, int], bytes]] = field(default_factory=dict)
     # Queues admitted, held by requests in flight, and retired (app/core/queues.py, app/api/queues.py).
     queues: QueueRegistry = field(default_factory=QueueRegistry)

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     max_occupancy_pct: float = Field(default=85.0, gt=0, le=100)
     # The staffing plan's contact pattern: the same weekday of this many past weeks (the usual WFM baseline).
     staffing_history_weeks: int = Field(default=8, ge=1, le=52)
+    # Agents and desks (app/core/staff.py): after-contact work after each contact served, ended early by
+    # agent.ready; 0 counts none (a source reporting agent.ready sets it to its longest wrap-up).
+    wrap_up_seconds: float = Field(default=0.0, ge=0, le=86_400)
+    # Per-person states (GET /v1/staff "members") are off: the staff are watched by these screens too.
+    per_agent_figures: bool = False
 
     # Under heavy batch load a cap below the events in flight splits them into two flushes, so one
     # inserts while the other commits and the process parses the next requests (measured: 2000 → 800
@@ -95,6 +100,12 @@ class Settings(BaseSettings):
     writer_max_batch: int = 800
     writer_queue_limit: int = 50_000
     database_pool_size: int = 5
+    # Replicas (app/db/tail.py): how often each instance reads the other instances' commits from the events
+    # table, and how far behind it may fall before /readyz fails (the load balancer then sends elsewhere).
+    tail_poll_seconds: float = Field(default=0.025, gt=0)
+    tail_max_lag_seconds: float = Field(default=10.0, gt=0)
+    # How often the rollup writer stores the window checkpoint a joining instance starts from.
+    checkpoint_seconds: float = Field(default=30.0, gt=0)
     # Mounts /bench/* ceiling endpoints for `make bench`; never on in production.
     bench_endpoints: bool = False
 
@@ -143,4 +154,5 @@ def window_config(settings: Settings) -> WindowConfig:
         late_after_seconds=settings.late_after_seconds,
         warning_margin_pct=settings.warning_margin_pct,
         fcr_goal_pct=settings.first_contact_resolution_goal_pct,
+        wrap_up_seconds=settings.wrap_up_seconds,
     )

@@ -56,6 +56,9 @@ TARGETS: dict[str, tuple[float, str, str]] = {
     "rss_growth_mb": (150.0, "<=", "MB"),
     "ready_seconds": (15.0, "<", "s"),
     "baseline_speedup": (50.0, ">=", "x"),
+    "import_events_per_s": (50_000.0, ">=", "events/s"),
+    "replica_lag_p99_ms": (250.0, "<", "ms"),
+    "join_seconds": (3.0, "<", "s"),
 }
 TARGET_LABELS = {
     "single_ratio": "durable single-event ingest / no-persistence ceiling (64 connections)",
@@ -67,6 +70,9 @@ TARGET_LABELS = {
     "rss_growth_mb": "RSS after 1,000,000 events of one day minus idle RSS",
     "ready_seconds": "start-up replay of 1,000,000 of today's events to ready",
     "baseline_speedup": "baseline SQL per poll / queuepulse GET /v1/kpis?window=today, at 1,000,000 events",
+    "import_events_per_s": "`queuepulse import` of JSON lines into the embedded PostgreSQL (first run)",
+    "replica_lag_p99_ms": "convergence lag p99, 3 instances, 1,000 events/s (2xx on one to shown on another)",
+    "join_seconds": "a second instance joining on the 1,000,000-event day (checkpoint + log) to ready",
 }
 
 
@@ -636,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000, help="events seeded for replay and memory")
     parser.add_argument("--locust-seconds", type=int, default=20, help="seconds per Locust run")
     parser.add_argument("--skip-core", action="store_true", help="skip the pytest-benchmark core run")
+    parser.add_argument(
+        "--import-events", type=int, default=1_000_000, help="events of the history import run (0: skip it)"
+    )
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -657,6 +666,25 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_core:
             log("core snapshot benchmark (pytest-benchmark)")
             core_benchmark(report, work)
+        from loadtests import replicas
+
+        log("replicas: join from the checkpoint, convergence lag at 1,000 events/s (loadtests/replicas.py)")
+        report.command([sys.executable, "-m", "loadtests.replicas", "--events", str(args.events)])
+        figures = asyncio.run(replicas.measure(data_dir, 20.0, 1000.0))
+        report.extra["replicas"] = figures
+        for name, key in (("replica_lag_p99_ms", "lag_p99_ms"), ("join_seconds", "join_seconds")):
+            if key in figures:
+                report.figures[name] = figures[key]
+        report.notes.append(
+            "Replicas (loadtests/replicas.py, on the seeded database): "
+            + ", ".join(f"{key} {value:,.1f}" for key, value in figures.items())
+        )
+        if args.import_events:
+            from loadtests import import_bench
+
+            log(f"history import of {args.import_events:,} events (loadtests/import_bench.py)")
+            report.extra["import"] = import_bench.measure(work, args.import_events, report.command)
+            report.figures["import_events_per_s"] = report.extra["import"]["first"]["events_per_s"]
     args.output.write_text(render(report))
     log(f"wrote {args.output}")
     failed = [name for name in TARGETS if not met(name, report.figures.get(name))]
@@ -902,6 +930,10 @@ def render(report: Report) -> str:
                     f"{f'{right[1]:.1f}%' if right[0] else ''} | {f'`{right[0]}`' if right[0] else ''} |"
                 )
             lines.append("")
+    if report.extra.get("import"):
+        from loadtests import import_bench
+
+        lines += ["", *import_bench.render(report.extra["import"])]
     notes_file = HERE / "optimisations.md"
     if notes_file.exists():
         lines += ["", notes_file.read_text().strip()]

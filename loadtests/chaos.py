@@ -15,6 +15,13 @@ is acknowledged. Then it checks:
                  server's, which rebuilds its window from scratch from the database
 
 and exits non-zero unless all three are 0.
+
+`replicas` runs three instances on one PostgreSQL (they share the embedded server through the data
+directory) and spreads ingest over all of them (a client moves to the next instance when one does not
+answer). Mid-load one instance is SIGKILLed and started again, and later PostgreSQL restarts. Beside the
+three checks (every instance against the others and against a fresh one) it measures the convergence
+lag: one probe event at a time is acknowledged by one instance and the others are polled until it shows
+in their /v1/kpis; the lag is the time from the 2xx to its showing (p50, p99, max).
 """
 
 from __future__ import annotations
@@ -86,6 +93,8 @@ class Server:
     port: int
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    # Set: this URL instead of the embedded server in data_dir (which `run` would start if it is down).
+    database_url: str | None = None
 
     @property
     def url(self) -> str:
@@ -97,9 +106,13 @@ class Server:
             "QUEUEPULSE_DATA_DIR": str(self.data_dir),
             "QUEUEPULSE_INGEST_TOKEN": TOKEN,
             "QUEUEPULSE_PORT": str(self.port),
+            # The checkpoint a restarted replica joins from, written often in a short run.
+            "QUEUEPULSE_CHECKPOINT_SECONDS": "2",
         }
         for name in ("QUEUEPULSE_DATABASE_URL", "QUEUEPULSE_READ_TOKEN", "QUEUEPULSE_READ_TOKEN_FILE"):
             env.pop(name, None)
+        if self.database_url is not None:
+            env["QUEUEPULSE_DATABASE_URL"] = self.database_url
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "run", "--port", str(self.port)],
@@ -403,14 +416,232 @@ async def run_mode(mode: str, data_dir: Path, seconds: float, clients: int, batc
             fresh.stop()
 
 
+PROBE_QUEUE = "probe"
+PROBE_EVERY_SECONDS = 0.1
+PROBE_POLL_SECONDS = 0.002
+PROBE_GIVE_UP_SECONDS = 5.0
+
+
+async def replica_client(
+    urls: list[str], worker: int, run: str, batch: int, load_until: float, deadline: float, tally: Tally
+) -> None:
+    """client_loop's walk, spread over the instances: each request goes to the next one, and a failed
+    delivery moves on (a client in front of a load balancer sees the same)."""
+    rng = random.Random(worker)
+    open_contacts: list[Contact] = []
+    serial = 0
+    turn = worker
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=15.0, limits=limits) as client:
+        while time.monotonic() < deadline:
+            generating = time.monotonic() < load_until
+            while generating and len(open_contacts) < batch:
+                serial += 1
+                channel = "phone" if rng.random() < 0.7 else "visit"
+                open_contacts.append(
+                    Contact(
+                        channel, f"{run}-w{worker}-{serial}", rng.choice(QUEUES), contact_steps(channel, rng)
+                    )
+                )
+            if not open_contacts:
+                return
+            chosen = open_contacts[:batch]
+            events = [event_body(contact, contact.steps[0]) for contact in chosen]
+            ids = [event["event_id"] for event in events]
+            tally.sent_events += len(events)
+            body = orjson.dumps(events)
+            delivered = False
+            while not delivered and time.monotonic() < deadline:
+                turn += 1
+                client.base_url = httpx.URL(urls[turn % len(urls)])
+                # One try here (deliver sleeps RETRY_SECONDS after a failure), then the next instance.
+                delivered = await deliver(client, body, ids, tally, time.monotonic() + 0.001)
+            if not delivered:
+                tally.unacknowledged += len(events)
+                return
+            for contact in chosen:
+                contact.steps.pop(0)
+            open_contacts = [contact for contact in open_contacts if contact.steps]
+
+
+async def probe_arrived(client: httpx.AsyncClient, url: str) -> int | None:
+    try:
+        response = await client.get(
+            f"{url}/v1/kpis", params={"window": "today", "channel": "phone", "queue": PROBE_QUEUE}
+        )
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    queue = response.json()["channels"]["phone"]["queues"].get(PROBE_QUEUE)
+    return 0 if queue is None else int(queue["arrived"])
+
+
+async def probe_lag(servers: list[Server], run: str, until: float, lags: list[float], tally: Tally) -> None:
+    """One probe at a time: acknowledged by one instance, then polled on every other one that answers."""
+    serial = 0
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        while time.monotonic() < until:
+            serial += 1
+            origin = servers[serial % len(servers)]
+            others = [server for server in servers if server is not origin]
+            before = {server.url: await probe_arrived(client, server.url) for server in others}
+            contact = Contact("phone", f"{run}-probe-{serial}", PROBE_QUEUE, ["call.offered"])
+            event = event_body(contact, "call.offered")
+            try:
+                response = await client.post(
+                    f"{origin.url}/v1/events", content=orjson.dumps([event]), headers=HEADERS
+                )
+            except httpx.HTTPError:
+                response = None
+            tally.sent_events += 1
+            if response is None or response.status_code != 200:
+                # Not acknowledged: the probe is retried by no one, so it must not count as lost either.
+                tally.refusals["probe"] = tally.refusals.get("probe", 0) + 1
+                await asyncio.sleep(PROBE_EVERY_SECONDS)
+                continue
+            acknowledged_at = time.monotonic()
+            tally.acknowledged.add(event["event_id"])
+            tally.accepted += response.json()["accepted"]
+            waiting = {url: count for url, count in before.items() if count is not None}
+            while waiting and time.monotonic() - acknowledged_at < PROBE_GIVE_UP_SECONDS:
+                for url, count in list(waiting.items()):
+                    now_count = await probe_arrived(client, url)
+                    if now_count is None:
+                        del waiting[url]
+                    elif now_count > count:
+                        lags.append(time.monotonic() - acknowledged_at)
+                        del waiting[url]
+                await asyncio.sleep(PROBE_POLL_SECONDS)
+            # The probe caller hangs up, so no wait is left growing (the windows are compared at the end).
+            hang_up = event_body(contact, "call.abandoned")
+            body = orjson.dumps([hang_up])
+            for attempt in range(len(servers) * 10):
+                try:
+                    answer = await client.post(
+                        f"{servers[(serial + attempt) % len(servers)].url}/v1/events",
+                        content=body,
+                        headers=HEADERS,
+                    )
+                except httpx.HTTPError:
+                    answer = None
+                if answer is not None and answer.status_code == 200:
+                    tally.acknowledged.add(hang_up["event_id"])
+                    tally.accepted += answer.json()["accepted"]
+                    break
+                await asyncio.sleep(RETRY_SECONDS)
+            await asyncio.sleep(PROBE_EVERY_SECONDS)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def run_replicas(data_dir: Path, seconds: float, clients: int, batch: int) -> dict[str, Any]:
+    servers = [Server(data_dir, free_port(), data_dir / f"replica-{i}.log") for i in range(3)]
+    postgres = Postgres(data_dir)
+    fresh: Server | None = None
+    try:
+        # The first starts the embedded PostgreSQL and migrates it; the others get its URL, as instances on
+        # a real server would (and so never start it themselves while this run restarts it).
+        for server in servers:
+            if server is not servers[0]:
+                server.database_url = postgres.dsn()
+            server.start()
+            await server.wait_ready()
+        run = f"replicas-{int(time.time())}"
+        tally = Tally()
+        lags: list[float] = []
+        started = time.monotonic()
+        load_until = started + seconds
+        deadline = load_until + SETTLE_SECONDS
+        urls = [server.url for server in servers]
+        workers = [
+            asyncio.create_task(replica_client(urls, w, run, batch, load_until, deadline, tally))
+            for w in range(clients)
+        ]
+        probe = asyncio.create_task(probe_lag(servers, run, load_until, lags, tally))
+        await asyncio.sleep(seconds / 3)
+        victim = servers[1]
+        await asyncio.to_thread(victim.kill)
+        victim.start()
+        # Joined again before PostgreSQL goes down: `queuepulse run` migrates at start and exits when the
+        # database is not there then (its retries start after that).
+        await victim.wait_ready()
+        await asyncio.sleep(max(0.0, started + 2 * seconds / 3 - time.monotonic()))
+        socket_dir = await asyncio.to_thread(postgres.crash)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(postgres.start, socket_dir)
+        await asyncio.gather(*workers, probe)
+        elapsed = time.monotonic() - started
+        for server in servers:
+            await server.wait_ready()
+
+        stored_ids, stored_rows, stored = await stored_counts(postgres.dsn())
+        ours = {event_id for event_id in stored_ids if event_id.startswith(run)}
+        lost = len(tally.acknowledged - stored_ids)
+        window_double = 0
+        for server in servers:
+            healing_deadline = time.monotonic() + HEAL_WAIT_SECONDS
+            while True:
+                live = await live_counts(server)
+                off = sum(abs(live.get(key, 0) - stored.get(key, 0)) for key in live)
+                if not off or time.monotonic() > healing_deadline:
+                    break
+                await asyncio.sleep(0.25)
+            if off:
+                print(f"  {server.url} window counts {live}\n  stored events {stored}")
+            window_double += off
+        double = (stored_rows - len(stored_ids)) + max(0, tally.accepted - len(ours)) + window_double
+
+        fresh = Server(data_dir, free_port(), data_dir / "fresh-replicas.log", database_url=postgres.dsn())
+        fresh.start()
+        await fresh.wait_ready()
+        mismatched = []
+        for server in servers:
+            mismatched += [f"{server.port}:{window}" for window in await window_mismatches(server, fresh)]
+        return {
+            "mode": "replicas",
+            "seconds": round(elapsed, 1),
+            "requests": tally.requests,
+            "retries": tally.retries,
+            "refusals": tally.refusals,
+            "acknowledged": len(tally.acknowledged),
+            "stored": len(ours),
+            "accepted": tally.accepted,
+            "duplicates": tally.duplicates,
+            "unacknowledged": tally.unacknowledged,
+            "lost": lost,
+            "double_counted": double,
+            "mismatched_windows": mismatched,
+            "lag": lags,
+        }
+    finally:
+        for server in servers:
+            server.stop()
+        if fresh is not None:
+            fresh.stop()
+
+
+def lag_text(lags: list[float]) -> str:
+    if not lags:
+        return "convergence lag: no samples"
+    return (
+        f"convergence lag ms ({len(lags)} samples): p50={percentile(lags, 0.5) * 1000:.1f} "
+        f"p99={percentile(lags, 0.99) * 1000:.1f} max={max(lags) * 1000:.1f}"
+    )
+
+
 def summary_line(result: dict[str, Any]) -> str:
+    lag = f" {lag_text(result['lag'])}" if "lag" in result else ""
     return (
         f"chaos {result['mode']}: {result['seconds']} s, {result['requests']} requests "
         f"({result['retries']} retries; refusals {result['refusals']}), "
         f"acknowledged={result['acknowledged']} stored={result['stored']} accepted={result['accepted']} "
         f"duplicates={result['duplicates']} unacknowledged={result['unacknowledged']} "
         f"lost={result['lost']} double-counted={result['double_counted']} "
-        f"mismatched-windows={len(result['mismatched_windows'])}"
+        f"mismatched-windows={len(result['mismatched_windows'])}{lag}"
     )
 
 
@@ -422,11 +653,16 @@ def print_logs(root: Path) -> None:
 
 async def main_async(args: argparse.Namespace) -> int:
     modes = ["kill", "pg-restart"] if args.mode == "both" else [args.mode]
+    if args.mode == "all":
+        modes = ["kill", "pg-restart", "replicas"]
     root = Path(tempfile.mkdtemp(prefix="qp-chaos-", dir="/tmp"))
     failed = False
     try:
         for mode in modes:
-            result = await run_mode(mode, root, args.seconds, args.clients, args.batch)
+            if mode == "replicas":
+                result = await run_replicas(root, args.seconds, args.clients, args.batch)
+            else:
+                result = await run_mode(mode, root, args.seconds, args.clients, args.batch)
             print(summary_line(result), flush=True)
             failed |= bool(
                 result["lost"]
@@ -450,7 +686,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--mode", choices=["kill", "pg-restart", "both"], default="both")
+    parser.add_argument("--mode", choices=["kill", "pg-restart", "both", "replicas", "all"], default="both")
     parser.add_argument("--seconds", type=float, default=20.0, help="load duration per mode")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--batch", type=int, default=20, help="events per request")

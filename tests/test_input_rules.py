@@ -28,7 +28,7 @@ from tests.browser.chromium import launch
 from tests.running import ADMIN_HEADERS, INGEST_HEADERS, RunningApp
 
 TARGET = "/v1/targets/phone/borgerservice"
-PAGES = ["/screens/wallboard", "/screens/lobby", "/reports", "/docs"]
+PAGES = ["/screens/wallboard", "/screens/lobby", "/reports", "/staffing", "/docs"]
 JSON = {"Content-Type": "application/json"}
 
 

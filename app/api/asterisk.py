@@ -1,9 +1,10 @@
-"""POST /v1/ingest/asterisk-queue-log: queue_log lines in, call events through the same gate as /v1/events."""
+"""POST /v1/ingest/asterisk-queue-log: queue_log lines in, call and member events through the same gate as
+/v1/events."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Annotated, Any
@@ -18,10 +19,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.api.auth import RequireIngest, ingest_source
 from app.api.deps import RequireReady, ServicesDep
 from app.api.schemas import single_event
+from app.asterisk import members
 from app.asterisk.parser import (
     SOURCE,
+    AgentSession,
     Ignored,
     Malformed,
+    Member,
     ParseResult,
     Restart,
     Unknown,
@@ -29,8 +33,8 @@ from app.asterisk.parser import (
     parse_line,
 )
 from app.asterisk.visits import Stored, resolve
-from app.core.events import Channel, Event
-from app.core.queues import QueueRegistry, Reservation
+from app.core.events import STAFF_TYPES, Channel, Event
+from app.core.queues import QueueKey, QueueRegistry, Reservation
 from app.core.window import Window
 from app.db.visits import stored_for
 from app.db.writer import Clash
@@ -93,8 +97,11 @@ class _Reading:
     """What the lines of one request came to: events by line number, and what was not used."""
 
     events: list[tuple[int, Event]] = field(default_factory=list)
-    # QUEUESTART lines: they become a clear for each contact still open when Asterisk started.
+    # QUEUESTART lines: they become a clear for each contact still open when Asterisk started, and a
+    # logout for each member session.
     restarts: list[tuple[int, Restart]] = field(default_factory=list)
+    # AGENTLOGIN and AGENTLOGOFF lines: a login or logout in each of the agent's queues.
+    sessions: list[tuple[int, AgentSession]] = field(default_factory=list)
     errors: list[LineIssue] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)
     unknown: Counter[str] = field(default_factory=Counter)
@@ -118,17 +125,27 @@ class _Reading:
                 self.errors.append(LineIssue(line=number, reason=f"QUEUESTART: time: {problem}"))
                 return
             self.restarts.append((number, result))
-        else:
-            try:
-                event = single_event.validate_python(result.event)
-            except ValidationError as error:
-                self.errors.append(LineIssue(line=number, reason=_reason(error)))
-                return
-            problem = misdated(event.at, now, max_future_seconds, max_past_days)
+        elif isinstance(result, AgentSession):
+            problem = misdated(result.at, now, max_future_seconds, max_past_days)
             if problem is not None:
-                self.errors.append(LineIssue(line=number, reason=f"occurred_at: {problem}"))
+                self.errors.append(LineIssue(line=number, reason=f"{result.verb}: time: {problem}"))
                 return
-            self.events.append((number, event))
+            self.sessions.append((number, result))
+        else:
+            fields = result.events if isinstance(result, Member) else (result.event,)
+            events = []
+            for one in fields:
+                try:
+                    event = single_event.validate_python(one)
+                except ValidationError as error:
+                    self.errors.append(LineIssue(line=number, reason=_reason(error)))
+                    return
+                problem = misdated(event.at, now, max_future_seconds, max_past_days)
+                if problem is not None:
+                    self.errors.append(LineIssue(line=number, reason=f"occurred_at: {problem}"))
+                    return
+                events.append(event)
+            self.events.extend((number, event) for event in events)
 
     def cap_queues(self, registry: QueueRegistry, source: str, settings: Settings) -> Reservation | None:
         """Leave out, as line errors, the events of queues that cannot be admitted (retired, or past a queue
@@ -145,13 +162,38 @@ class _Reading:
             )
             self.events = [(number, event) for number, event in self.events if number not in refused]
 
-    def resolve_visits(self, stored: Stored, window: Window) -> None:
-        """Number each channel's visits to a queue, and clear what the restarts ended (asterisk/visits.py)."""
-        lines: list[tuple[int, Event | Restart]] = [*self.events, *self.restarts]
+    def resolve_visits(self, stored: Stored, window: Window, retired: Collection[QueueKey]) -> None:
+        """Number each channel's visits to a queue, and clear what the restarts ended (asterisk/visits.py);
+        then place the agent-pool lines in queues and end the member sessions the restarts ended
+        (asterisk/members.py)."""
+        calls = [(number, event) for number, event in self.events if event.type not in STAFF_TYPES]
+        staff = [(number, event) for number, event in self.events if event.type in STAFF_TYPES]
+        lines: list[tuple[int, Event | Restart]] = [*calls, *self.restarts]
         lines.sort(key=lambda item: item[0])
         resolution = resolve(lines, stored, _LiveAsterisk(window))
-        self.events = resolution.events
         self.errors.extend(LineIssue(line=number, reason=reason) for number, reason in resolution.errors)
+        member_lines: list[tuple[int, Event | AgentSession | Restart]] = [
+            *resolution.events,
+            *staff,
+            *self.sessions,
+            *self.restarts,
+        ]
+        # Stable: within a line, the call events before the member events, as the line made them.
+        member_lines.sort(key=lambda item: item[0])
+        placed = members.resolve(member_lines, _LiveMembers(window))
+        self.errors.extend(LineIssue(line=number, reason=reason) for number, reason in placed.errors)
+        self.ignored.update(placed.ignored)
+        # The queues of the sessions the window remembers passed the cap when they opened; one an admin
+        # has retired since takes no more events (the store would refuse the whole request for it).
+        kept = []
+        for number, event in placed.events:
+            if (Channel.PHONE, event.queue) in retired:
+                self.errors.append(LineIssue(line=number, reason=f"queue: {event.queue!r} is retired"))
+            else:
+                kept.append((number, event))
+        merged = [*resolution.events, *kept]
+        merged.sort(key=lambda item: item[0])
+        self.events = merged
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +207,19 @@ class _LiveAsterisk:
 
     def over_by(self, contact_id: str, at: float) -> bool:
         return self.window.over_by(Channel.PHONE, contact_id, at)
+
+
+@dataclass(frozen=True, slots=True)
+class _LiveMembers:
+    """The window's Asterisk member sessions, as app/asterisk/members.py asks about them."""
+
+    window: Window
+
+    def open_sessions(self, began_before: float) -> Sequence[tuple[str, str]]:
+        return self.window.open_memberships(Channel.PHONE, SOURCE, began_before)
+
+    def queues_of(self, agent: str) -> Sequence[str]:
+        return self.window.member_queues(Channel.PHONE, agent)
 
 
 def _read(
@@ -206,12 +261,13 @@ async def post_queue_log(
         Query(description="where dates without an offset were written; default: the service's time zone"),
     ] = None,
 ) -> Response:
-    """Store the call events in Asterisk queue_log lines; reports each line that could not be used.
+    """Store the call and member events in Asterisk queue_log lines; reports each line that could not be used.
 
     The valid lines' events are stored all together or not at all. Lines that cannot be used (malformed,
-    rejected by the event schema, or naming a queue beyond QUEUEPULSE_MAX_QUEUES) are listed by line
-    number and do not stop the others; verbs that carry no call outcome are counted as ignored, verbs
-    this service does not know as unknown.
+    rejected by the event schema, naming a queue beyond QUEUEPULSE_MAX_QUEUES, or an AGENTLOGIN of an
+    agent not yet seen in any queue) are listed by line number and do not stop the others; verbs that
+    carry nothing to count (and an AGENTLOGOFF with no session open) are counted as ignored, verbs this
+    service does not know as unknown.
     """
     try:
         tz = ZoneInfo(time_zone) if time_zone else services.window.tz
@@ -227,16 +283,17 @@ async def post_queue_log(
 
     reading = _read(raw_lines, tz, services.clock(), settings.max_future_seconds, settings.max_past_days)
     stored = Stored()
-    if reading.events:
+    calls = [event for _, event in reading.events if event.type not in STAFF_TYPES]
+    if calls:
         try:
-            stored = await stored_for(services.engine, [event for _, event in reading.events])
+            stored = await stored_for(services.engine, calls)
         except STORE_ERRORS as error:
             return _refused(503, f"events not stored: {error}", {"Retry-After": RETRY_AFTER_SECONDS})
     # Last before the commit, with no await between: what it holds is admitted or let go by store().
     source = ingest_source(request)
     held = reading.cap_queues(services.queues, source, settings)
     # After the cap, so a restart clears only contacts whose arrival is stored or let through with it.
-    reading.resolve_visits(stored, services.window)
+    reading.resolve_visits(stored, services.window, services.queues.retired)
     accepted = duplicates = 0
     if reading.events:
         outcome = await store(services, [event for _, event in reading.events], source, held)

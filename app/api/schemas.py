@@ -26,7 +26,7 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 # pydantic reads a TypedDict's field types only from typing_extensions' on Python < 3.12.
 from typing_extensions import TypedDict
 
-from app.core.events import EVENT_TYPES, Event, Step
+from app.core.events import EVENT_TYPES, STAFF_TYPES, Event, Step
 
 EventType = Literal[
     "call.offered",
@@ -41,6 +41,14 @@ EventType = Literal[
     "ticket.completed",
     "ticket.no_show",
     "ticket.cleared",
+    "agent.logged_in",
+    "agent.logged_out",
+    "agent.paused",
+    "agent.resumed",
+    "agent.ringing",
+    "agent.ready",
+    "desk.opened",
+    "desk.closed",
 ]
 SLUG_PATTERN = r"^[a-z0-9_-]{1,64}$"
 # A day is the longest wait a source can sensibly report; larger values are unit mix-ups.
@@ -139,7 +147,8 @@ class EventIn(TypedDict):
 
     event_id: Text128
     type: EventType
-    contact_id: Text128
+    # Required on contact events; staff events name their subject in `agent` or `desk` instead.
+    contact_id: NotRequired[Text128]
     queue: Slug
     occurred_at: OccurredAt
     agent: NotRequired[Text128 | None]
@@ -158,6 +167,11 @@ def _to_event(fields: EventIn) -> Event:
     desk, ticket_number = fields.get("desk"), fields.get("ticket_number")
     wait, resolved = fields.get("wait_seconds"), fields.get("resolved")
     to_queue, reason = fields.get("to_queue"), fields.get("reason")
+    if event_type in STAFF_TYPES:
+        return _to_staff_event(fields)
+    contact_id = fields.get("contact_id")
+    if contact_id is None:
+        raise ValueError(f"contact_id: required on {event_type}")
     step = EVENT_TYPES[event_type][1]
     ticket = event_type.startswith("ticket.")
     if event_type == "ticket.called" and desk is None:
@@ -176,18 +190,12 @@ def _to_event(fields: EventIn) -> Event:
         raise ValueError("ticket_number: only allowed on ticket events")
     if desk is not None and not ticket:
         raise ValueError("desk: only allowed on ticket events")
-    try:
-        at = fields["occurred_at"].timestamp()
-    except (OverflowError, ValueError, OSError):
-        raise ValueError(BOUNDS_MESSAGE) from None
-    # One comparison on the hot path; `not` also refuses NaN.
-    if not EARLIEST_AT <= at < LATEST_AT:
-        raise ValueError(BOUNDS_MESSAGE)
+    at = _instant(fields)
     # Positional, in Event's field order.
     return Event(
         fields["event_id"],
         event_type,
-        fields["contact_id"],
+        contact_id,
         fields["queue"],
         at,
         fields.get("agent"),
@@ -196,6 +204,63 @@ def _to_event(fields: EventIn) -> Event:
         wait,
         resolved,
         to_queue,
+        fields.get("source"),
+        reason,
+    )
+
+
+def _instant(fields: EventIn) -> float:
+    try:
+        at = fields["occurred_at"].timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise ValueError(BOUNDS_MESSAGE) from None
+    # One comparison on the hot path; `not` also refuses NaN.
+    if not EARLIEST_AT <= at < LATEST_AT:
+        raise ValueError(BOUNDS_MESSAGE)
+    return at
+
+
+# The fields a staff event may carry beside event_id, type, queue and occurred_at (and `source`).
+_STAFF_OPTIONAL = ("agent", "desk", "reason")
+_CONTACT_ONLY = ("ticket_number", "wait_seconds", "resolved", "to_queue")
+
+
+def _to_staff_event(fields: EventIn) -> Event:
+    """agent.* name the agent, desk.* the desk: the subject, stored in the row's contact_id column. The
+    client sends no contact_id, so a staff event can never be mistaken for a step of some contact."""
+    event_type = fields["type"]
+    if "contact_id" in fields:
+        raise ValueError(f"contact_id: not allowed on {event_type} (the subject is its agent or desk)")
+    for name in _CONTACT_ONLY:
+        if fields.get(name) is not None:
+            raise ValueError(f"{name}: not allowed on {event_type}")
+    agent, desk, reason = fields.get("agent"), fields.get("desk"), fields.get("reason")
+    if event_type.startswith("agent."):
+        if agent is None:
+            raise ValueError(f"agent: required on {event_type}")
+        if desk is not None:
+            raise ValueError(f"desk: not allowed on {event_type}")
+        subject = agent
+    else:
+        if desk is None:
+            raise ValueError(f"desk: required on {event_type}")
+        if agent is not None and event_type != "desk.opened":
+            raise ValueError(f"agent: not allowed on {event_type}")
+        subject = desk
+    if reason is not None and event_type != "agent.paused":
+        raise ValueError(f"reason: only allowed on leave events and agent.paused, not on {event_type}")
+    return Event(
+        fields["event_id"],
+        event_type,
+        subject,
+        fields["queue"],
+        _instant(fields),
+        agent,
+        desk,
+        None,
+        None,
+        None,
+        None,
         fields.get("source"),
         reason,
     )
@@ -283,6 +348,10 @@ def _keys_and_texts(events: Sequence[Event]) -> tuple[int, int]:
     """
     keys = texts = 5 * len(events)
     for event in events:
+        if event.type in STAFF_TYPES:
+            # No contact_id was posted: the subject is the agent or desk text counted below.
+            keys -= 1
+            texts -= 1
         optional_texts = (
             (event.agent is not None)
             + (event.desk is not None)

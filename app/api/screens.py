@@ -17,6 +17,7 @@ from app.api.auth import RequireRead
 from app.api.deps import RequireReady, ServicesDep
 from app.api.pages import html_page, page_asset
 from app.api.schemas import SLUG_PATTERN
+from app.api.staff import desks_open
 from app.core.clock import INTERVAL_SECONDS, local_date
 from app.core.events import Channel
 from app.core.kpis import shown
@@ -128,7 +129,9 @@ async def lobby_status(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=LOBBY_CALLS_MAX)] = 10,
 ) -> dict[str, Any]:
-    """The tickets called most recently with their desks, newest first, and who is waiting per category."""
+    """The tickets called most recently with their desks, newest first, and who is waiting per category,
+    with the desks open per category and in total (`desks_open`: a desk open in two categories counts
+    in each, and once in the total)."""
     now = services.clock()
     wanted = _queues(queue)
     calls = [
@@ -142,6 +145,7 @@ async def lobby_status(
         if wanted is None or call.queue in wanted
     ][:limit]
     visits = services.window.snapshot("15m", now, Channel.VISIT).channels[Channel.VISIT.value]
+    desks = desks_open(services, now)
     waiting = []
     for name, kpis in visits.queues.items():
         if wanted is None or name in wanted:
@@ -151,6 +155,18 @@ async def lobby_status(
                     "queue": name,
                     "waiting_now": figures["waiting_now"],
                     "longest_wait_now_seconds": figures["longest_wait_now_seconds"],
+                    "desks_open": desks.queues.get(name, 0),
+                }
+            )
+    # A category with desks open and no ticket yet is listed too: nobody waits there.
+    for name in sorted(set(desks.queues) - set(visits.queues)):
+        if wanted is None or name in wanted:
+            waiting.append(
+                {
+                    "queue": name,
+                    "waiting_now": 0,
+                    "longest_wait_now_seconds": None,
+                    "desks_open": desks.queues[name],
                 }
             )
     return {
@@ -158,4 +174,5 @@ async def lobby_status(
         "time_zone": services.settings.time_zone,
         "recent_calls": calls,
         "waiting": waiting,
+        "desks_open": desks.total if wanted is None else desks.total_in(wanted),
     }

@@ -1,70 +1,73 @@
-"""GET /v1/staffing: agents needed now per queue, as a range, from the live window (app/core/staffing.py)."""
+"""GET /v1/staffing: agents needed now per queue, as a range, from the live window (app/core/staffing.py);
+GET /v1/staffing/plan per quarter-hour from the rollup; the managers' page /staffing."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+from dataclasses import replace
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from app.api.auth import ReadyReader
+from app.api.pages import html_page, page_asset
 from app.api.schemas import SLUG_PATTERN
 from app.core.clock import INTERVAL_SECONDS, interval_start
 from app.core.events import Channel
-from app.core.staffing import QueueInputs, WindowFigures, adjustment, advise, plan_queue
-from app.core.window import ROLLING_SECONDS, Window
+from app.core.staffing import adjustment, live_advice, plan_queue
+from app.core.window import Window
 from app.db.staffing import contact_pattern
 from app.services import Services
 
-router = APIRouter(prefix="/v1", tags=["staffing"])
+router = APIRouter(tags=["staffing"])
+
+PAGE_DIR = Path(__file__).resolve().parent.parent / "web" / "staffing"
+# Only these files are served, so no path from a URL reaches the file system.
+ASSETS: dict[str, str] = {
+    "staffing.css": "text/css; charset=utf-8",
+    "staffing.js": "text/javascript; charset=utf-8",
+}
 
 
-def _live_inputs(
-    window: Window, now: float
-) -> dict[tuple[Channel, str], tuple[WindowFigures, WindowFigures, int]]:
-    """Per queue: the last 15 minutes' and the last hour's figures, and the backlog, from the snapshots
-    (waiting past target is live, the same in both)."""
-    found: dict[str, dict[tuple[Channel, str], WindowFigures]] = {}
-    backlog: dict[tuple[Channel, str], int] = {}
-    for name in ("15m", "1h"):
-        snapshot = window.snapshot(name, now)
-        found[name] = {}
-        for channel in Channel:
-            for queue, figures in snapshot.channels[channel.value].queues.items():
-                found[name][(channel, queue)] = WindowFigures(
-                    seconds=ROLLING_SECONDS[name],
-                    arrived=figures.arrived,
-                    started=figures.started,
-                    left=figures.left,
-                    left_after_short=figures.left_after_short_abandon,
-                    avg_wait_seconds=figures.avg_wait_seconds,
-                    avg_handle_seconds=figures.avg_handle_seconds,
-                )
-                backlog.setdefault((channel, queue), figures.waiting_past_target)
-    return {
-        key: (recent, found["1h"][key], backlog[key])
-        for key, recent in found["15m"].items()
-        if key in found["1h"]
-    }
+def staffed_now(window: Window, now: float) -> dict[Channel, dict[str, int] | None]:
+    """Agents (phone) and desks (visit) staffed per queue now, from the staff readers; None for a channel
+    with no staff time today, whose source sends no staff events: "0 staffed" would be a false figure."""
+    current = window.staff("15m", now)
+    today = window.staff("today", now)
+    found: dict[Channel, dict[str, int] | None] = {}
+    for channel in Channel:
+        day = today.channels[channel.value].total
+        if day.staffed == 0 and day.staffed_seconds <= 0:
+            found[channel] = None
+            continue
+        found[channel] = {
+            queue: figures.staffed for queue, figures in current.channels[channel.value].queues.items()
+        }
+    return found
 
 
 def staffing_advice(services: Services, now: float) -> dict[str, Any]:
     queues: dict[str, dict[str, Any]] = {channel.value: {} for channel in Channel}
-    for (channel, queue), (recent, hour, backlog) in sorted(_live_inputs(services.window, now).items()):
-        target = services.targets(channel, queue)
-        inputs = QueueInputs(target.threshold_seconds, target.goal_pct, target.formula, recent, hour, backlog)
-        queues[channel.value][queue] = advise(inputs, services.settings.max_occupancy_pct).as_dict()
+    staffed = staffed_now(services.window, now)
+    for (channel, queue), advice in live_advice(
+        services.window, now, services.settings.max_occupancy_pct
+    ).items():
+        known = staffed[channel]
+        advice = replace(advice, staffed=None if known is None else known.get(queue, 0))
+        queues[channel.value][queue] = advice.as_dict()
     return {
         "as_of": datetime.fromtimestamp(now, services.window.tz).isoformat(timespec="seconds"),
         "queues": queues,
     }
 
 
-@router.get("/staffing", responses={401: {}, 403: {}, 503: {}})
+@router.get("/v1/staffing", responses={401: {}, 403: {}, 503: {}})
 async def get_staffing(services: ReadyReader) -> dict[str, Any]:
     """Agents needed now per channel and queue, to meet each queue's own target.
 
@@ -72,7 +75,8 @@ async def get_staffing(services: ReadyReader) -> dict[str, Any]:
     requires at the arrival rate's 95 % interval and at its point estimate, with occupancy capped at
     QUEUEPULSE_MAX_OCCUPANCY_PCT; null with a `reason` when the data is too thin. `inputs` are the
     figures the advice rests on; `backlog` counts the contacts waiting past the threshold now, which
-    the advice does not include. `staffed` is null: agent states are not received yet.
+    the advice does not include. `staffed` is the agents (desks) logged in (open) in the queue now, from
+    the staff events; null while the channel has had no staff time today (no staff events sent).
     """
     return staffing_advice(services, services.clock())
 
@@ -86,6 +90,8 @@ PLAN_CSV_FIELDS = (
     "needed_low",
     "needed_point",
     "needed_high",
+    "staffed",
+    "staffed_usual",
     "reason",
 )
 # The baseline reaches 52 weeks back at most (staffing_history_weeks); inside these years every date is
@@ -118,7 +124,10 @@ async def staffing_plan(
             ended = [slot for slot in history.slots if slot.start < running]
             baseline = sum(slot.arrivals for slot in ended) / history.days
             factor = adjustment(sum(pattern.today.get((ch, name), {}).values()), baseline)
-        intervals = plan_queue(
+        # Erlang for a day of quarter-hours takes a few tenths of a second: off the event loop, which
+        # ingest and the screens share.
+        intervals = await asyncio.to_thread(
+            plan_queue,
             history,
             threshold_seconds=target.threshold_seconds,
             goal_pct=target.goal_pct,
@@ -128,8 +137,18 @@ async def staffing_plan(
             factor=factor,
             adjust_from=running,
         )
+        usual = pattern.staffed_usual.get((ch, name))
+        had = pattern.staffed.get((ch, name))
         for row in intervals:
-            row["start"] = datetime.fromtimestamp(row["start"], tz).isoformat()
+            # Mean agents over the quarter-hour: staff seconds / its length.
+            start = row["start"]
+            row["staffed_usual"] = (
+                None if usual is None else round(usual.get(start, 0.0) / INTERVAL_SECONDS, 2)
+            )
+            row["staffed"] = (
+                None if had is None or start > now else round(had.get(start, 0.0) / INTERVAL_SECONDS, 2)
+            )
+            row["start"] = datetime.fromtimestamp(start, tz).isoformat()
         queues[ch.value][name] = {
             "target": target.as_dict(),
             "days_used": history.days,
@@ -148,7 +167,7 @@ async def staffing_plan(
 
 
 @router.get(
-    "/staffing/plan",
+    "/v1/staffing/plan",
     responses={200: {"content": {"application/json": {}, "text/csv": {}}}, 401: {}, 403: {}, 503: {}},
 )
 async def get_staffing_plan(
@@ -164,7 +183,9 @@ async def get_staffing_plan(
     the baseline days (QUEUEPULSE_STAFFING_HISTORY_WEEKS same weekdays before the day, and before today),
     and the agents needed {low, point, high} for the queue's target, the range from the arrivals' 95 %
     Poisson interval. For today, the quarter-hours not yet over are scaled by how today's ended ones ran
-    against the baseline (`adjustment`). `format=csv` gives one row per queue and quarter-hour.
+    against the baseline (`adjustment`). `staffed` is the agents (desks) the day had on average over each
+    quarter-hour so far, `staffed_usual` the same over the baseline days, from the staff seconds in the
+    rollup (null without staff events). `format=csv` gives one row per queue and quarter-hour.
     """
     if not EARLIEST_PLAN_YEAR <= day.year <= LATEST_PLAN_YEAR:
         raise HTTPException(422, f"date: must lie in the years {EARLIEST_PLAN_YEAR} to {LATEST_PLAN_YEAR}")
@@ -187,6 +208,8 @@ async def get_staffing_plan(
                     needed.get("low"),
                     needed.get("point"),
                     needed.get("high"),
+                    row["staffed"],
+                    row["staffed_usual"],
                     row["reason"],
                 ]
                 writer.writerow(["" if value is None else value for value in values])
@@ -195,3 +218,17 @@ async def get_staffing_plan(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="queuepulse-staffing-{day}.csv"'},
     )
+
+
+@router.get("/staffing", include_in_schema=False)
+async def page() -> FileResponse:
+    """The week's contact pattern and the plan against those staffed (app/web/staffing/)."""
+    return html_page(PAGE_DIR / "index.html")
+
+
+@router.get("/staffing/assets/{name}", include_in_schema=False)
+async def asset(name: str) -> FileResponse:
+    media_type = ASSETS.get(name)
+    if media_type is None:
+        raise HTTPException(404, "no such file")
+    return page_asset(PAGE_DIR / name, media_type)

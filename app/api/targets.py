@@ -7,6 +7,8 @@ what a restart would compute.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -21,8 +23,11 @@ from app.core.events import Channel
 from app.core.kpis import Formula, Target
 from app.core.targets import TargetBook
 from app.db.rebuild import Live, rebuild_window
-from app.db.targets import store_target
+from app.db.targets import load_targets, store_target
 from app.services import Services
+from app.settings import target_book
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["targets"])
 
@@ -67,8 +72,45 @@ async def strict_json_body(request: Request) -> None:
         )
 
 
+# How often each instance compares its targets with the stored ones: a PUT on another instance is taken up
+# (today's figures recomputed, as there) within this time plus one replay.
+TARGETS_REFRESH_SECONDS = 1.0
+# Held by a PUT for its store and rebuild: the refresh then waits for its next turn instead of replaying
+# a second time for the target this process is putting in force itself.
+_putting = asyncio.Lock()
+
+
+async def refresh_targets(services: Services) -> bool:
+    """Take up targets another instance stored: rebuild with them if they differ from those in force."""
+    if _putting.locked():
+        return False
+    stored = target_book(services.settings)
+    await load_targets(services.engine, stored)
+    book = services.targets
+    if stored.defaults == book.defaults and stored.overrides == book.overrides:
+        return False
+
+    def change(live_book: TargetBook) -> None:
+        live_book.defaults, live_book.overrides = dict(stored.defaults), dict(stored.overrides)
+
+    await rebuild_window(live(services), change)
+    log.info("targets changed by another instance: today's figures recomputed")
+    return True
+
+
+async def refresh_targets_forever(services: Services, every: float = TARGETS_REFRESH_SECONDS) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await refresh_targets(services)
+        except Exception as error:
+            log.info("target refresh deferred: %s: %s", type(error).__name__, error)
+
+
 def live(services: Services) -> Live:
-    return Live(services.engine, services.writer, services.window, services.targets, services.clock)
+    return Live(
+        services.engine, services.writer, services.window, services.targets, services.clock, services.tail
+    )
 
 
 def _out(channel: Channel, queue: str | None, target: Target) -> TargetOut:
@@ -113,7 +155,8 @@ async def put_target(
         await store_target(services.engine, channel, queue, target)
 
     try:
-        await rebuild_window(live(services), change, before_swap=store)
+        async with _putting:
+            await rebuild_window(live(services), change, before_swap=store)
     except Exception as error:
         return JSONResponse(
             {"detail": f"target not changed: {type(error).__name__}"},

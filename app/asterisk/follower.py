@@ -17,20 +17,45 @@ method itself.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import hashlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import httpx
+
+from app.forwarding import (
+    BACKOFF_FIRST_SECONDS,
+    BACKOFF_MAX_SECONDS,
+    REQUEST_TIMEOUT_SECONDS,
+    RETRY_AFTER_MAX_SECONDS,
+    RETRY_STATUSES,
+    DeliveryError,
+    Sender,
+    retry_delay,
+    write_atomically,
+)
+
+# Re-exported: the follower's callers and tests name them from here.
+__all__ = [
+    "BACKOFF_FIRST_SECONDS",
+    "BACKOFF_MAX_SECONDS",
+    "REQUEST_TIMEOUT_SECONDS",
+    "RETRY_AFTER_MAX_SECONDS",
+    "RETRY_STATUSES",
+    "Follower",
+    "FollowerError",
+    "load_state",
+    "retry_delay",
+    "save_state",
+]
 
 log = logging.getLogger("queuepulse.follow")
 
@@ -45,12 +70,6 @@ DEFAULT_BATCH_LINES = 500
 DEFAULT_POLL_SECONDS = 0.5
 # How long a renamed file is still watched for lines Asterisk writes before it reopens its log.
 ROTATED_GRACE_SECONDS = 30.0
-BACKOFF_FIRST_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 30.0
-# A Retry-After beyond this is more likely a misconfigured proxy than a plan.
-RETRY_AFTER_MAX_SECONDS = 300.0
-REQUEST_TIMEOUT_SECONDS = 30.0
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Rotated files that were compressed cannot be read on; `delaycompress` keeps the newest one plain.
 COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip"})
 # File-system timestamps can trail the system clock by a tick; err towards reading a file again.
@@ -61,7 +80,7 @@ DONE_KEPT = 16
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-class FollowerError(Exception):
+class FollowerError(DeliveryError):
     """A problem retrying cannot fix: a refused token, a wrong URL, a missing file."""
 
 
@@ -161,31 +180,7 @@ def save_state(path: Path, source: Path, files: list[Tracked], done: list[Tracke
         },
         indent=2,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w") as out:
-        out.write(body + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def retry_delay(response: httpx.Response | None, attempt: int) -> float:
-    """The server's Retry-After when it gave one, else an exponential backoff from the attempt number."""
-    if response is not None:
-        value = response.headers.get("Retry-After")
-        if value:
-            with contextlib.suppress(ValueError):
-                return min(max(0.0, float(value)), RETRY_AFTER_MAX_SECONDS)
-            with contextlib.suppress(TypeError, ValueError):
-                when = email.utils.parsedate_to_datetime(value)
-                return min(max(0.0, (when - datetime.now(UTC)).total_seconds()), RETRY_AFTER_MAX_SECONDS)
-    return float(min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(attempt, 16)))
+    write_atomically(path, body + "\n")
 
 
 @dataclass
@@ -424,67 +419,33 @@ class Follower:
 
     def _send(self, tracked: Tracked, batch: Batch) -> None:
         """Deliver the batch (retrying until it is delivered or a stop), then record the new offset."""
-        lines = list(batch.lines)
-        attempt = 0
-        while True:
-            body = b"\n".join(lines) + b"\n"
-            response: httpx.Response | None = None
-            try:
-                response = self.client.post(
-                    self.endpoint,
-                    content=body,
-                    params={"time_zone": self.time_zone} if self.time_zone else None,
-                    headers={"Authorization": f"Bearer {self.token}", "Content-Type": "text/plain"},
-                )
-            except httpx.TransportError as error:
-                problem = f"{type(error).__name__}: {error}"
-            else:
-                if response.status_code == 200:
-                    break
-                if response.status_code == 413 and len(lines) > 1:
-                    lines = lines[: len(lines) // 2]
-                    log.info("the server found the batch too large: sending %d lines at a time", len(lines))
-                    continue
-                if response.status_code == 413:
-                    log.error("%s byte %d: line too large to send, skipped", self.path, batch.starts[0])
-                    break
-                if response.status_code == 409 and self._skip_conflicting(lines, batch.starts, response):
-                    continue
-                if response.status_code not in RETRY_STATUSES:
-                    refusal = f"{response.status_code} {response.text.strip()}"
-                    raise FollowerError(f"the server refused the lines: {refusal}")
-                problem = f"{response.status_code} {response.text.strip()}"
-            delay = retry_delay(response, attempt)
-            attempt += 1
-            log.warning("sending failed (%s); retrying in %.1f s", problem, delay)
-            if self._pause(delay):
-                return
-        sent = len(lines)
-        tracked.offset = batch.starts[sent] if sent < len(batch.lines) else batch.end
-        self.sent_lines += sent
-        if response is not None and response.status_code == 200:
-            self._report(response.json(), batch.starts[:sent])
-        self._save()
-
-    def _skip_conflicting(self, lines: list[bytes], starts: list[int], response: httpx.Response) -> bool:
-        """Blank out the lines a 409 names (their event ids are stored with another payload, e.g. under
-        another --time-zone): logged and counted, so one such line cannot hold up the rest of the log
-        for good. Blank lines keep the others' numbers and offsets. False when the answer names none."""
+        starts = batch.starts
+        sender = Sender(
+            client=self.client,
+            endpoint=self.endpoint,
+            token=self.token,
+            content_type="text/plain",
+            encode=_lines_body,
+            pause=self._pause,
+            conflicts=_conflicting_lines,
+            params={"time_zone": self.time_zone} if self.time_zone else None,
+            describe=lambda position: f"{self.path} byte {starts[position]}: line",
+        )
         try:
-            reasons = {int(issue["line"]): str(issue["reason"]) for issue in response.json()["errors"]}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return False
-        skipped = [number for number in sorted(reasons) if 0 < number <= len(lines) and lines[number - 1]]
-        for number in skipped:
-            lines[number - 1] = b""
-            log.error(
-                "%s byte %d: line conflicts with a stored event, skipped: %s",
-                self.path,
-                starts[number - 1],
-                reasons[number],
-            )
-        self.conflicting_lines += len(skipped)
-        return bool(skipped)
+            delivered = sender.send(batch.lines)
+        except FollowerError:
+            raise
+        except DeliveryError as error:
+            raise FollowerError(str(error)) from error
+        if delivered is None:
+            return
+        sent = delivered.count
+        tracked.offset = starts[sent] if sent < len(batch.lines) else batch.end
+        self.sent_lines += sent
+        self.conflicting_lines += len(delivered.conflicting)
+        if delivered.result is not None:
+            self._report(delivered.result, starts[:sent])
+        self._save()
 
     def _report(self, result: dict[str, Any], starts: list[int]) -> None:
         for issue in result.get("errors", []):
@@ -494,3 +455,16 @@ class Follower:
         if result.get("unknown"):
             log.warning("unknown verbs, not counted: %s", result["unknown"])
         log.debug("sent %d lines: %s", len(starts), result)
+
+
+def _lines_body(lines: Sequence[bytes]) -> bytes:
+    return b"\n".join(lines) + b"\n"
+
+
+def _conflicting_lines(response: httpx.Response) -> dict[int, str] | None:
+    """The lines a 409 names (their event ids are stored with another payload, e.g. under another
+    --time-zone), by position in the batch; blanked, they keep the others' numbers and offsets."""
+    try:
+        return {int(issue["line"]) - 1: str(issue["reason"]) for issue in response.json()["errors"]}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

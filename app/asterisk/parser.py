@@ -4,6 +4,13 @@ A line is `time|uniqueid|queue|agent|VERB|data1|data2|...`. The time is Unix sec
 writers put there instead; the number of data fields grew over Asterisk versions, so every field past
 the ones a verb has always had is optional, and a missing wait is left for the window to compute from
 the arrival.
+
+Member lines become staff events: ADDMEMBER and REMOVEMEMBER log a member in to and out of the line's
+queue, PAUSE (its first data field is the reason) and UNPAUSE pause and resume them there. PAUSEALL and
+UNPAUSEALL are only markers: app_queue writes one PAUSE or UNPAUSE per queue right after them, so they
+count nothing themselves. AGENTLOGIN and AGENTLOGOFF (and the 1.4 callback forms) name no queue (the
+queue column is NONE): they are an `AgentSession`, which app/asterisk/members.py spreads over the agent's
+queues.
 """
 
 from __future__ import annotations
@@ -30,22 +37,15 @@ NONE = "NONE"
 FIXED_FIELDS = 5
 ENTERQUEUE_CALLER_ID_FIELD = 6
 
-# Recognised, and carrying nothing the lifecycle needs: ringing members, members joining, leaving and
-# pausing, and the markers written at reload. AGENTDUMP and RINGCANCELED end one agent's attempt, not the
-# call: the caller goes on waiting and the queue rings the next member.
+# Recognised, and carrying nothing the figures need: ringing members, the pause-everywhere markers, and
+# the markers written at reload. AGENTDUMP and RINGCANCELED end one agent's attempt, not the call: the
+# caller goes on waiting and the queue rings the next member. PAUSEALL and UNPAUSEALL are each followed
+# by one PAUSE or UNPAUSE per queue the member is in (app_queue's set_member_paused), which are counted.
 IGNORED_VERBS = frozenset(
     {
         "RINGNOANSWER",
         "RINGCANCELED",
         "AGENTDUMP",
-        "ADDMEMBER",
-        "REMOVEMEMBER",
-        "AGENTLOGIN",
-        "AGENTLOGOFF",
-        "AGENTCALLBACKLOGIN",
-        "AGENTCALLBACKLOGOFF",
-        "PAUSE",
-        "UNPAUSE",
         "PAUSEALL",
         "UNPAUSEALL",
         "PAUSECUSTOM",
@@ -55,6 +55,23 @@ IGNORED_VERBS = frozenset(
         "INFO",
     }
 )
+# Member verbs that name their queue -> the staff event type. ADDMEMBER's first data field is "PAUSED"
+# when the member was added paused (Asterisk 13 and later); PAUSE's first data field is the reason.
+MEMBER_VERBS = {
+    "ADDMEMBER": "agent.logged_in",
+    "REMOVEMEMBER": "agent.logged_out",
+    "PAUSE": "agent.paused",
+    "UNPAUSE": "agent.resumed",
+}
+ADDED_PAUSED = "PAUSED"
+# The agent-pool verbs, written with queue NONE: True for a login. AGENTCALLBACK* are Asterisk 1.4's.
+SESSION_VERBS = {
+    "AGENTLOGIN": True,
+    "AGENTCALLBACKLOGIN": True,
+    "AGENTLOGOFF": False,
+    "AGENTCALLBACKLOGOFF": False,
+}
+PAUSE_REASON_MAX = 64
 # The queue_log documents no outcome beyond these; a completed call was not transferred, which is what
 # the quality contract means by resolved at first contact ("straksafklaret ... uden at borgeren stilles om").
 COMPLETE_VERBS = frozenset({"COMPLETECALLER", "COMPLETEAGENT"})
@@ -104,11 +121,29 @@ class Restart:
 
 
 @dataclass(frozen=True, slots=True)
+class Member:
+    """A member line as staff events (as keyword arguments for EventIn): one, or two for ADDMEMBER|PAUSED."""
+
+    events: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSession:
+    """An agent-pool login (`login`) or logoff at `at`, Unix seconds, of `agent` in no queue named."""
+
+    login: bool
+    agent: str
+    at: float
+    line_id: str
+    verb: str
+
+
+@dataclass(frozen=True, slots=True)
 class Malformed:
     reason: str
 
 
-ParseResult = Parsed | Restart | Ignored | Unknown | Malformed
+ParseResult = Parsed | Member | AgentSession | Restart | Ignored | Unknown | Malformed
 
 
 class _LineError(ValueError):
@@ -144,6 +179,12 @@ def cleared_event_id(line_id: str, contact_id: str) -> str:
     """The id of the clear a QUEUESTART line makes for one contact: the same line and contact, the same id."""
     digest = hashlib.sha256(f"{line_id}|{contact_id}".encode("utf-8", "backslashreplace")).hexdigest()
     return EVENT_ID_PREFIX + digest[:EVENT_ID_HEX_CHARS]
+
+
+def derived_event_id(line_id: str, *parts: str) -> str:
+    """The id of an event a line makes beside its own (a member's logout at a QUEUESTART, the pause of
+    ADDMEMBER|PAUSED, an agent-pool login per queue): the same line and parts, the same id."""
+    return cleared_event_id(line_id, "|".join(parts))
 
 
 def _occurred_at(value: str, tz: tzinfo) -> datetime:
@@ -219,6 +260,37 @@ def _call_event(fields: list[str], verb: str, tz: tzinfo) -> dict[str, Any]:
     return event
 
 
+def _member(value: str) -> str:
+    agent = _agent(value)
+    if agent is None:
+        raise _LineError("agent: missing on a member line")
+    return agent
+
+
+def _member_events(fields: list[str], verb: str, tz: tzinfo) -> tuple[dict[str, Any], ...]:
+    queue_name = fields[2].strip()
+    if not queue_name or queue_name == NONE:
+        raise _LineError("queue: missing on a member line")
+    agent = _member(fields[3])
+    data = fields[FIXED_FIELDS:]
+    first = data[0].strip() if data else ""
+    line_id = event_id(fields)
+    event: dict[str, Any] = {
+        "event_id": line_id,
+        "type": MEMBER_VERBS[verb],
+        "queue": slugify_queue(queue_name),
+        "occurred_at": _occurred_at(fields[0].strip(), tz),
+        "agent": agent,
+        "source": SOURCE,
+    }
+    if verb == "PAUSE" and first:
+        event["reason"] = first[:PAUSE_REASON_MAX]
+    if verb == "ADDMEMBER" and first.upper() == ADDED_PAUSED:
+        paused = {**event, "event_id": derived_event_id(line_id, "agent.paused"), "type": "agent.paused"}
+        return event, paused
+    return (event,)
+
+
 def parse_line(line: str, tz: tzinfo = UTC) -> ParseResult | None:
     """One queue_log line; None for a blank line. `tz` is where a date without an offset was written."""
     text = line.strip()
@@ -237,6 +309,18 @@ def parse_line(line: str, tz: tzinfo = UTC) -> ParseResult | None:
         except _LineError as error:
             return Malformed(f"{verb}: {error}")
         return Restart(at, event_id(fields))
+    if verb in MEMBER_VERBS:
+        try:
+            return Member(_member_events(fields, verb, tz))
+        except _LineError as error:
+            return Malformed(f"{verb}: {error}")
+    if verb in SESSION_VERBS:
+        try:
+            agent = _member(fields[3])
+            at = _occurred_at(fields[0].strip(), tz).timestamp()
+        except _LineError as error:
+            return Malformed(f"{verb}: {error}")
+        return AgentSession(SESSION_VERBS[verb], agent, at, event_id(fields), verb)
     if verb not in CALL_VERBS:
         if not verb:
             return Malformed("verb: missing")

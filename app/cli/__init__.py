@@ -8,10 +8,13 @@ from collections.abc import Callable, Sequence
 from app.cli import (
     db,
     follow_queue_log,
+    import_events,
+    import_queue_log,
     migrate,
     prune,
     queues,
     rebuild_rollups,
+    relay_qmatic,
     run,
     simulate,
     tokens,
@@ -32,9 +35,16 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
         rebuild_rollups.add_arguments,
         rebuild_rollups.cmd_rebuild_rollups,
     ),
+    "relay-qmatic": (relay_qmatic.HELP, relay_qmatic.add_arguments, relay_qmatic.cmd_relay),
     "queues": (queues.HELP, queues.add_arguments, queues.cmd_queues),
     "tokens": (tokens.HELP, tokens.add_arguments, tokens.cmd_tokens),
     "db": (db.HELP, db.add_arguments, db.cmd_db),
+    "import": (import_events.HELP, import_events.add_arguments, import_events.cmd_import),
+    "import-queue-log": (
+        import_queue_log.HELP,
+        import_queue_log.add_arguments,
+        import_queue_log.cmd_import_queue_log,
+    ),
 }
 
 

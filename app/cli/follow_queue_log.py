@@ -18,8 +18,8 @@ from app.asterisk.follower import (
     INGEST_PATH,
     REQUEST_TIMEOUT_SECONDS,
     Follower,
-    FollowerError,
 )
+from app.forwarding import DeliveryError, endpoint_url, ingest_token
 from app.settings import Settings
 
 HELP = "tail an Asterisk queue_log into the service"
@@ -29,28 +29,6 @@ log = logging.getLogger("queuepulse.follow")
 def _default_state_file(settings: Settings, path: Path) -> Path:
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
     return settings.data_dir / "follow-queue-log" / f"{path.name}-{digest}.json"
-
-
-def _token(settings: Settings, token_file: Path | None) -> str:
-    if token_file is not None:
-        try:
-            token = token_file.read_text().strip()
-        except OSError as error:
-            raise FollowerError(f"cannot read the token file: {error}") from error
-    elif settings.ingest_token:
-        token = settings.ingest_token
-    elif (settings.data_dir / "ingest_token").exists():
-        token = (settings.data_dir / "ingest_token").read_text().strip()
-    else:
-        raise FollowerError("no ingest token: pass --token-file or set QUEUEPULSE_INGEST_TOKEN")
-    if not token:
-        raise FollowerError("the ingest token is empty")
-    return token
-
-
-def _endpoint(url: str) -> str:
-    url = url.rstrip("/")
-    return url if url.endswith(INGEST_PATH) else url + INGEST_PATH
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,8 +71,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
         with httpx.Client(timeout=REQUEST_TIMEOUT_SECONDS) as client:
             follower = Follower(
                 path=path,
-                endpoint=_endpoint(args.url),
-                token=_token(settings, args.token_file),
+                endpoint=endpoint_url(args.url, INGEST_PATH),
+                token=ingest_token(settings, args.token_file),
                 state_file=args.state_file or _default_state_file(settings, path),
                 client=client,
                 once=args.once,
@@ -104,7 +82,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
                 wait=stopping.wait,
             )
             code = follower.run()
-    except FollowerError as error:
+    except DeliveryError as error:
         log.error("%s", error)
         return 2
     log.info("stopped")

@@ -19,6 +19,8 @@ class WindowConfig:
     fcr_goal_pct: float = 80.0
     # A closed contact is remembered this long so a repeated step is recognised, not counted anew.
     closed_retention_seconds: float = 3600.0
+    # After-contact work after each finish an agent or desk served (ended early by agent.ready).
+    wrap_up_seconds: float = 0.0
 
 
 TargetLookup = Callable[[Channel, str | None], Target]

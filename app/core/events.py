@@ -28,6 +28,8 @@ class Family(StrEnum):
     family (agent and desk states, say) names its types here with no step, and the window leaves it be."""
 
     CONTACT = "contact"
+    # Agents and desks logging in, pausing, opening (app/core/staff.py): no contact step.
+    STAFF = "staff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,19 @@ EVENT_SPECS: dict[str, EventSpec] = {
     "ticket.completed": _contact(Channel.VISIT, Step.FINISH),
     "ticket.no_show": _contact(Channel.VISIT, Step.FINISH),
     "ticket.cleared": _contact(Channel.VISIT, Step.CLEAR),
+    # Staff events: the subject (agent or desk id) is the event's contact_id in the core and in the store.
+    "agent.logged_in": EventSpec(Family.STAFF, Channel.PHONE),
+    "agent.logged_out": EventSpec(Family.STAFF, Channel.PHONE),
+    "agent.paused": EventSpec(Family.STAFF, Channel.PHONE),
+    "agent.resumed": EventSpec(Family.STAFF, Channel.PHONE),
+    "agent.ringing": EventSpec(Family.STAFF, Channel.PHONE),
+    "agent.ready": EventSpec(Family.STAFF, Channel.PHONE),
+    "desk.opened": EventSpec(Family.STAFF, Channel.VISIT),
+    "desk.closed": EventSpec(Family.STAFF, Channel.VISIT),
 }
+
+# The staff types: agent.* name an agent, desk.* a desk (app/api/schemas.py holds each to its field).
+STAFF_TYPES = frozenset(name for name, spec in EVENT_SPECS.items() if spec.family is Family.STAFF)
 
 # The contact events as (channel, step), the form the window's hot path and the ingest checks read.
 EVENT_TYPES: dict[str, tuple[Channel, Step]] = {

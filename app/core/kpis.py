@@ -79,6 +79,12 @@ class Tally:
     transferred: int = 0
     handled: int = 0
     handle_sum: float = 0.0
+    # Agent or desk seconds in the interval (app/core/staff.py), filled in only for the rollup: the live
+    # staff figures read the subjects' timelines, so these stay 0 in the window's own tallies.
+    staffed_seconds: float = 0.0
+    available_seconds: float = 0.0
+    handling_seconds: float = 0.0
+    paused_seconds: float = 0.0
     wait_bins: dict[int, int] = field(default_factory=dict)
 
     def add(self, other: Tally, sign: int = 1) -> None:
@@ -94,6 +100,10 @@ class Tally:
         self.transferred += sign * other.transferred
         self.handled += sign * other.handled
         self.handle_sum += sign * other.handle_sum
+        self.staffed_seconds += sign * other.staffed_seconds
+        self.available_seconds += sign * other.available_seconds
+        self.handling_seconds += sign * other.handling_seconds
+        self.paused_seconds += sign * other.paused_seconds
         if not other.wait_bins:
             return
         bins = self.wait_bins
@@ -105,7 +115,9 @@ class Tally:
                 del bins[key]
 
     def is_empty(self) -> bool:
-        return not (self.arrived or self.started or self.left or self.finished or self.handled)
+        return not (
+            self.arrived or self.started or self.left or self.finished or self.handled or self.staffed_seconds
+        )
 
     def add_start(self, wait: float, within: bool, key: int | None = None) -> None:
         """Count one started contact; `key` is wait_bin(wait), passed in when adding to many tallies."""

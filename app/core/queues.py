@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.core.events import EVENT_TYPES, Channel, Event
+from app.core.events import EVENT_SPECS, Channel, Event
 
 QueueKey = tuple[Channel, str]
 
@@ -107,14 +107,14 @@ class QueueRegistry:
         # Nearly always every queue is admitted already: a batch's few distinct (type, queue) pairs say so
         # without a lookup per event.
         pairs = {(event.type, event.queue) for event in events}
-        if all((EVENT_TYPES[event_type][0], queue) in admitted for event_type, queue in pairs):
+        if all((EVENT_SPECS[event_type].channel, queue) in admitted for event_type, queue in pairs):
             return [], None
         wanted: list[QueueKey] = []
         refusals: list[Refusal] = []
         total = self.in_force()
         mine = self._charged[source]
         for label, event in zip(labels, events, strict=True):
-            key = (EVENT_TYPES[event.type][0], event.queue)
+            key = (EVENT_SPECS[event.type].channel, event.queue)
             if key in admitted or key in wanted:
                 continue
             refusal = self._refusal(key, label, source, total, mine, max_queues, max_per_source)

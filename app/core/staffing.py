@@ -24,10 +24,16 @@ The estimators (what each figure rests on):
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.erlang import model_for, required_agents
+from app.core.events import Channel
+from app.core.series import ROLLING_SECONDS
+
+if TYPE_CHECKING:
+    from app.core.window import Window
 
 # Below this many arrivals the rate's 95 % interval is wider than about ±45 %: a range that says nothing.
 MIN_ARRIVALS = 20
@@ -71,6 +77,8 @@ class Advice:
     reason: str | None
     inputs: dict[str, Any]
     backlog: int
+    # Agents (desks) staffed in the queue now, from the staff readers; None while no staff events come.
+    staffed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -80,9 +88,67 @@ class Advice:
             "reason": self.reason,
             "inputs": self.inputs,
             "backlog": self.backlog,
-            # Agents staffed now come from agent states, which queuepulse does not receive yet.
-            "staffed": None,
+            "staffed": self.staffed,
         }
+
+
+def live_inputs(
+    window: Window, now: float
+) -> dict[tuple[Channel, str], tuple[WindowFigures, WindowFigures, int]]:
+    """Per queue: the last 15 minutes' and the last hour's figures, and the backlog, from the snapshots
+    (waiting past target is live, the same in both)."""
+    found: dict[str, dict[tuple[Channel, str], WindowFigures]] = {}
+    backlog: dict[tuple[Channel, str], int] = {}
+    for name in ("15m", "1h"):
+        snapshot = window.snapshot(name, now)
+        found[name] = {}
+        for channel in Channel:
+            for queue, figures in snapshot.channels[channel.value].queues.items():
+                found[name][(channel, queue)] = WindowFigures(
+                    seconds=ROLLING_SECONDS[name],
+                    arrived=figures.arrived,
+                    started=figures.started,
+                    left=figures.left,
+                    left_after_short=figures.left_after_short_abandon,
+                    avg_wait_seconds=figures.avg_wait_seconds,
+                    avg_handle_seconds=figures.avg_handle_seconds,
+                )
+                backlog.setdefault((channel, queue), figures.waiting_past_target)
+    return {
+        key: (recent, found["1h"][key], backlog[key])
+        for key, recent in found["15m"].items()
+        if key in found["1h"]
+    }
+
+
+# Erlang A for one queue takes milliseconds (tens for a large one), and the wallboards, the scrapes and
+# the API all ask: the advice is worked out at most this often per window, and shared.
+ADVICE_REFRESH_SECONDS = 5.0
+_advice_cache: weakref.WeakKeyDictionary[
+    Window, tuple[float, int, float, dict[tuple[Channel, str], Advice]]
+] = weakref.WeakKeyDictionary()
+
+
+def live_advice(window: Window, now: float, max_occupancy_pct: float) -> dict[tuple[Channel, str], Advice]:
+    """Advice per queue from the live window, each against the queue's own target, sorted by queue; the
+    same answer for ADVICE_REFRESH_SECONDS after it was worked out (a new window generation, a target
+    change, recomputes it at once)."""
+    cached = _advice_cache.get(window)
+    if cached is not None:
+        at, generation, cap, found = cached
+        if (
+            generation == window.generation
+            and cap == max_occupancy_pct
+            and 0 <= now - at < ADVICE_REFRESH_SECONDS
+        ):
+            return found
+    found = {}
+    for (channel, queue), (recent, hour, backlog) in sorted(live_inputs(window, now).items()):
+        target = window.targets(channel, queue)
+        inputs = QueueInputs(target.threshold_seconds, target.goal_pct, target.formula, recent, hour, backlog)
+        found[(channel, queue)] = advise(inputs, max_occupancy_pct)
+    _advice_cache[window] = (now, window.generation, max_occupancy_pct, found)
+    return found
 
 
 def counted_arrivals(figures: WindowFigures) -> int:

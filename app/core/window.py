@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from app.core.clock import INTERVAL_SECONDS, day_bounds, interval_start, local_date
 from app.core.config import TargetLookup, WindowConfig
 from app.core.contacts import RECENT_CALLS_KEPT, Contact, Contacts
-from app.core.events import CHANNEL_NAMES, EVENT_TYPES, Channel, Event, Step
+from app.core.events import CHANNEL_NAMES, EVENT_SPECS, EVENT_TYPES, Channel, Event, Family, Step
 from app.core.kpis import Tally, figures
 from app.core.series import (
     INTERVALS_KEPT_SECONDS,
@@ -36,6 +36,7 @@ from app.core.snapshot import (
     Snapshot,
     assemble,
 )
+from app.core.staff import AgentState, StaffBook, StaffSnapshot
 
 __all__ = [
     "DATA_QUALITY_KEYS",
@@ -73,9 +74,13 @@ class Window:
         self._series = SeriesBook()
         self._quality = DataQuality()
         self._contacts = Contacts(config, targets, self._series, self._quality)
+        # Agents and desks (app/core/staff.py): a part adopt() swaps, so a checkpoint of the window holds it.
+        self._staff = StaffBook(config.wrap_up_seconds, config.max_wait_seconds)
         self._pruned_minute = 0
         self._next_housekeep = 0.0
         self._today: tuple[float, float] = (0.0, 0.0)
+        # Intervals a replaced state had changed and the rollup writer had not taken yet (see adopt).
+        self._carried_dirty: set[tuple[Channel, str, int]] = set()
 
     # ---- ingest -------------------------------------------------------------------------------
 
@@ -91,7 +96,12 @@ class Window:
         try:
             channel, step = EVENT_TYPES[event.type]
         except KeyError:
-            return  # a family with no contact step: nothing here counts it (a try costs nothing in 3.11)
+            # A family with no contact step (a try costs nothing in 3.11): staff events go to their book.
+            spec = EVENT_SPECS.get(event.type)
+            if spec is not None and spec.family is Family.STAFF:
+                self.version += 1
+                self._staff.apply_staff(event, spec.channel, now)
+            return
         # Contact steps go to the lifecycle. Its entry is written out here rather than as a method of
         # Contacts: one call frame per event is a measurable share of apply, which replay pays per event.
         contacts = self._contacts
@@ -113,12 +123,16 @@ class Window:
             contacts.arrive(contact, event, now)
         elif step is START:
             contacts.start(contact, event)
+            if event.agent is not None or event.desk is not None:
+                self._staff.contact_start(event, channel, now)
         elif step is LEAVE:
             contacts.leave(contact, event)
         elif step is CLEAR:
             contacts.clear(contact, event)
+            self._staff.contact_finish(event, channel, now)
         else:
             contacts.finish(contact, event)
+            self._staff.contact_finish(event, channel, now)
         contacts.settle(contact, key, now)
 
     def apply_many(self, events: Iterable[Event], now: float) -> None:
@@ -167,10 +181,12 @@ class Window:
         # Strictly after an open contact's deadline: it expires when it has waited longer than max_wait.
         if (closed and closed[0][0] <= now) or (opened and opened[0][0] < now):
             self.version += contacts.forget(now)
+        self._staff.housekeep(now)
         minute = int(now // PRUNE_EVERY_SECONDS)
         if minute != self._pruned_minute:
             self._pruned_minute = minute
             self._series.prune(now)
+            self._staff.fold(now)
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -199,6 +215,27 @@ class Window:
         )
         channels = assemble(self._series, self.targets, reading, channel, queue)
         return Snapshot(window, now, config.time_zone, channels, self._quality.copy())
+
+    def staff(self, window: WindowName, now: float) -> StaffSnapshot:
+        """Agents (phone) and desks (visit) per queue and in total: states now, seconds over the window."""
+        self.housekeep(now)
+        return self._staff.snapshot(window, now, self.today_bounds(now)[0])
+
+    def open_memberships(self, channel: Channel, source: str, began_before: float) -> list[tuple[str, str]]:
+        """(subject, queue) of each agent or desk membership from `source` that began before the time and
+        is still open, with no staff event of that subject in that queue after it (sorted): what a restart
+        of that source (Asterisk's QUEUESTART) ended."""
+        return self._staff.open_memberships(channel, source, began_before)
+
+    def member_queues(self, channel: Channel, subject: str) -> tuple[str, ...]:
+        """Every queue the agent or desk has had a membership in or served a contact in, as far as the
+        window remembers (two days), open or not, sorted."""
+        return self._staff.member_queues(channel, subject)
+
+    def staff_members(self, now: float) -> list[AgentState]:
+        """Each agent's and desk's state now (per-person: shown only with QUEUEPULSE_PER_AGENT_FIGURES)."""
+        self.housekeep(now)
+        return self._staff.members(now)
 
     @property
     def data_quality(self) -> dict[str, int]:
@@ -292,22 +329,51 @@ class Window:
 
     # ---- rollup -------------------------------------------------------------------------------
 
-    def take_dirty(self) -> set[tuple[Channel, str, int]]:
-        """The (channel, queue, interval start) tallies changed since the last call, and forget them."""
-        return self._series.take_dirty()
+    def take_dirty(self, now: float | None = None) -> set[tuple[Channel, str, int]]:
+        """The (channel, queue, interval start) tallies changed since the last call, and forget them.
+
+        With staff logged in, time alone changes the interval in progress (its staffed seconds grow), so
+        it is taken at every call, as of `now` (default: the latest time the window saw)."""
+        taken = self._series.take_dirty()
+        if self._carried_dirty:
+            taken |= self._carried_dirty
+            self._carried_dirty = set()
+        if self._staff.subjects:
+            taken |= self._staff.take_dirty(self._staff.now if now is None else now)
+        return taken
 
     def interval_tally(self, channel: Channel, queue: str, start: int) -> Tally | None:
-        """One queue's tally of one 15-minute interval, if the window still holds it."""
+        """One queue's tally of one 15-minute interval, if the window still holds it; with the staff
+        seconds of the interval (up to the latest time seen, for the one in progress) in a copy."""
         series = self._series.by_key.get((channel, queue))
-        return None if series is None else series.intervals.get(start)
+        tally = None if series is None else series.intervals.get(start)
+        staff = self._staff
+        if (channel, queue) not in staff.known:
+            return tally
+        return staff.with_seconds(tally, channel, queue, start, staff.now)
 
-    def interval_tallies(self, since: float, until: float) -> list[tuple[Channel, str, int, Tally]]:
-        """Every queue's non-empty interval tallies starting in [since, until)."""
+    def interval_tallies(
+        self, since: float, until: float, now: float | None = None
+    ) -> list[tuple[Channel, str, int, Tally]]:
+        """Every queue's non-empty interval tallies starting in [since, until), staff seconds counted up
+        to `now` (default: the latest time the window saw)."""
+        staff = self._staff
+        upto = staff.now if now is None else now
+        found = {
+            (channel, queue, start): tally
+            for (channel, queue), series in self._series.by_key.items()
+            for start, tally in series.intervals.items()
+            if since <= start < until
+        }
+        for channel, queue in staff.known:
+            for start in range(interval_start(since), int(min(until, upto)) + 1, INTERVAL_SECONDS):
+                if since <= start < until:
+                    key = (channel, queue, start)
+                    found[key] = staff.with_seconds(found.get(key), channel, queue, start, upto)
         return [
             (channel, queue, start, tally)
-            for (channel, queue), series in sorted(self._series.by_key.items())
-            for start, tally in sorted(series.intervals.items())
-            if since <= start < until and not tally.is_empty()
+            for (channel, queue, start), tally in sorted(found.items())
+            if not tally.is_empty()
         ]
 
     # ---- rebuild ------------------------------------------------------------------------------
@@ -331,8 +397,12 @@ class Window:
         # were already counted (by this process, or by the one before a restart), so a queue keeps its
         # counts across the swap, and one this window never had starts from nothing.
         rebuilt._series.keep_lifetime_of(self._series)
+        # What the old state changed since the rollup writer's last read must still reach the rollup: an
+        # interval the replay no longer holds (yesterday's, late) is then rebuilt from the database there.
+        self._carried_dirty = self.take_dirty() | rebuilt.take_dirty()
         self.config, self.tz = rebuilt.config, rebuilt.tz
         self._series, self._quality, self._contacts = rebuilt._series, rebuilt._quality, rebuilt._contacts
+        self._staff = rebuilt._staff
         self._contacts.targets = self.targets
         self._pruned_minute = rebuilt._pruned_minute
         self._next_housekeep = rebuilt._next_housekeep
@@ -350,5 +420,6 @@ class Window:
         """
         held = self._series.drop(channel, queue)
         self._contacts.drop_queue(channel, queue)
+        self._staff.drop_queue(channel, queue)
         self.version += 1
         return held

@@ -10,15 +10,17 @@ restart. Ingest requests wait (bounded by the writer's queue limit) for the leng
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.targets import TargetBook
 from app.core.window import Window
-from app.db.replay import replay
+from app.db.replay import replay_covering
+from app.db.tail import Tail
 from app.db.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,17 @@ class Live:
     window: Window
     targets: TargetBook
     clock: Callable[[], float]
+    # The log tail feeding other instances' commits; paused too, and told where the replay left off.
+    tail: Tail | None = None
+
+
+@contextlib.asynccontextmanager
+async def _tail_paused(tail: Tail | None) -> AsyncIterator[None]:
+    if tail is None:
+        yield
+        return
+    async with tail.paused():
+        yield
 
 
 async def rebuild_window(
@@ -49,16 +62,18 @@ async def rebuild_window(
     serialise; the copy replaces the live book's entries at the swap. `before_swap` runs after the replay,
     still paused; if it or the replay raises, nothing changes.
     """
-    async with live.writer.paused():
+    async with live.writer.paused(), _tail_paused(live.tail):
         book = TargetBook(live.targets.defaults, live.targets.overrides)
         if change_targets is not None:
             change_targets(book)
         fresh = Window(live.window.config, book)
-        count = await replay(live.engine, fresh, live.clock())
+        count, covered = await replay_covering(live.engine, fresh, live.clock())
         if before_swap is not None:
             await before_swap()
         # No await from here on: readers never see the new window with the old targets.
         live.window.adopt(fresh)
+        if live.tail is not None:
+            live.tail.reset(covered)
         live.targets.defaults = book.defaults
         live.targets.overrides = book.overrides
     return count

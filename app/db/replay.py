@@ -9,7 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.events import Event
 from app.core.window import ROLLING_SECONDS, Window
 from app.db.connection import raw_connection
+from app.db.position import LogPosition, covered_by, snapshot_xmin
 from app.db.rows import EVENT_SELECT, EVENT_WIDTH, RECEIVED_SELECT
+from app.db.staff import staff_since
 
 # The instants the ingest schema admits (EARLIEST_AT and LATEST_AT in app/api/schemas.py). A row outside
 # them was stored before that check (year 1 went in as -infinity): it can be no real contact, and its
@@ -20,7 +22,8 @@ STORABLE_OCCURRED_AT = "occurred_at >= '1970-01-01T00:00:00Z' AND occurred_at < 
 REPLAY_EVENTS = f"""
 SELECT {EVENT_SELECT}, {RECEIVED_SELECT}
 FROM events
-WHERE (received_at >= to_timestamp($1) OR occurred_at >= to_timestamp($1)) AND {STORABLE_OCCURRED_AT}
+WHERE (received_at >= to_timestamp($1) OR occurred_at >= to_timestamp($1)
+       OR {staff_since("to_timestamp($1)")}) AND {STORABLE_OCCURRED_AT}
   AND NOT EXISTS (SELECT 1 FROM queues AS retired WHERE retired.retired_at IS NOT NULL
                   AND retired.channel = events.channel AND retired.queue = events.queue)
 ORDER BY id
@@ -37,7 +40,11 @@ def replay_since(window: Window, now: float) -> float:
 
 async def replay(engine: AsyncEngine, window: Window, now: float) -> int:
     """Apply the stored events that bear on today and the rolling windows; returns how many."""
-    count = 0
+    return (await replay_covering(engine, window, now))[0]
+
+
+async def replay_covering(engine: AsyncEngine, window: Window, now: float) -> tuple[int, LogPosition]:
+    """As replay(), and what of the log the replayed window holds, for the tail to go on from."""
     window.replay_until(now)
     # A million new long-lived objects would trigger the cyclic collector over and over, each pass
     # walking everything built so far: that tripled the replay's time. Collect once at the end (thawing
@@ -45,24 +52,31 @@ async def replay(engine: AsyncEngine, window: Window, now: float) -> int:
     # so later collections no longer walk the window at all.
     gc.disable()
     try:
-        count = await _apply_stored(engine, window, now)
+        count, covered = await _apply_stored(engine, window, now)
     finally:
         gc.enable()
         gc.unfreeze()
         gc.collect()
         gc.freeze()
     window.housekeep(now)
-    return count
+    return count, covered
 
 
-async def _apply_stored(engine: AsyncEngine, window: Window, now: float) -> int:
+async def _apply_stored(engine: AsyncEngine, window: Window, now: float) -> tuple[int, LogPosition]:
     count = 0
-    async with raw_connection(engine) as driver, driver.transaction(readonly=True):
-        cursor = await driver.cursor(REPLAY_EVENTS, replay_since(window, now))
+    # One snapshot for the rows and the log position they cover.
+    async with (
+        raw_connection(engine) as driver,
+        driver.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        xmin = await snapshot_xmin(driver)
+        since = replay_since(window, now)
+        cursor = await driver.cursor(REPLAY_EVENTS, since)
         apply = window.apply
         width = EVENT_WIDTH
         while rows := await cursor.fetch(FETCH_ROWS):
             for row in rows:
                 apply(Event(*row[:width]), row[width])
             count += len(rows)
-    return count
+        covered = await covered_by(driver, xmin, since)
+    return count, covered

@@ -84,6 +84,10 @@ REPORT_FIELDS = (
     "transferred",
     "arrivals_per_hour",
 )
+# Agents' and desks' time (app/core/staff.py) by the live staff figures' definitions: hours logged in,
+# hours handling (on contact plus after-contact work), occupancy = handling / (handling + available).
+# An agent logged into several queues gives each an equal share, so the queues add up to the total.
+STAFF_FIELDS = ("staffed_hours", "handled_hours", "occupancy")
 CSV_FIELDS = (
     "period",
     "start",
@@ -111,6 +115,7 @@ CSV_FIELDS = (
     "first_contact_resolution_goal_pct",
     "transferred",
     "arrivals_per_hour",
+    *STAFF_FIELDS,
 )
 
 
@@ -214,6 +219,17 @@ def _row(
         **{name: live[name] for name in REPORT_FIELDS},
         "goal_pct": target.goal_pct,
         "goal_met": None if level is None else level >= target.goal_pct,
+        **staff_hours(tally),
+    }
+
+
+def staff_hours(tally: Tally) -> dict[str, float | None]:
+    """The staff columns of a report row, from the rolled-up seconds."""
+    busy_or_free = tally.handling_seconds + tally.available_seconds
+    return {
+        "staffed_hours": round(tally.staffed_seconds / 3600, 3),
+        "handled_hours": round(tally.handling_seconds / 3600, 3),
+        "occupancy": round(tally.handling_seconds / busy_or_free, 4) if busy_or_free > 0 else None,
     }
 
 

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.clock import day_bounds, interval_start, local_date
@@ -27,6 +28,7 @@ from app.core.window import INTERVALS_KEPT_SECONDS, Window
 from app.db.connection import raw_connection
 from app.db.replay import STORABLE_OCCURRED_AT
 from app.db.rows import EVENT_SELECT, EVENT_WIDTH, RECEIVED_SELECT
+from app.db.staff import staff_since
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,8 @@ DELETE_RANGE = "DELETE FROM interval_rollup WHERE interval_start >= $1 AND inter
 DAY_EVENTS = f"""
 SELECT {EVENT_SELECT}, {RECEIVED_SELECT}
 FROM events
-WHERE occurred_at >= $1 AND occurred_at < $2 AND {STORABLE_OCCURRED_AT}
+WHERE ((occurred_at >= $1 AND occurred_at < $2) OR ({staff_since("$1")} AND occurred_at < $1))
+  AND {STORABLE_OCCURRED_AT}
 ORDER BY id
 """
 # Small fetches: a rebuild inside the service yields to requests between them.
@@ -132,7 +135,8 @@ async def day_tallies(
             event = Event(*row[:EVENT_WIDTH])
             window.apply(event, min(row[EVENT_WIDTH], event.at + REBUILD_MAX_LATENESS_SECONDS))
             count += 1
-    return count, window.interval_tallies(day_start, day_end)
+    # Staff still logged in at midnight count up to it (or up to now, for today).
+    return count, window.interval_tallies(day_start, day_end, now=min(day_end, time.time()))
 
 
 ROWS_BETWEEN = (
@@ -265,9 +269,65 @@ class RollupStats:
     last_error: str | None = None
 
 
+# The PostgreSQL advisory lock whose holder is the one rollup (and checkpoint) writer among the instances
+# on a database: a constant key, 'qp' 'rollup' in ASCII.
+ROLLUP_LOCK_KEY = 0x7170_726F_6C6C_7570
+
+
+@dataclass
+class Leadership:
+    """Holds ROLLUP_LOCK_KEY on a connection of its own, so one instance at a time writes the rollup.
+
+    Session-level: when the holder dies, or PostgreSQL restarts, its session ends and the lock goes with it;
+    another instance takes it at its next attempt (every rollup period). A holder checks its connection at
+    each attempt, so after a PostgreSQL restart it knows it lost the lock. Two writers for a moment would
+    do no harm: every instance's window holds the same tallies and the rows are absolute values.
+    """
+
+    dsn: str
+    key: int = ROLLUP_LOCK_KEY
+    _connection: asyncpg.Connection | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._connection is not None
+
+    async def hold(self) -> bool:
+        """Whether this instance holds the lock now: checks the one held, else tries to take it."""
+        if self._connection is not None:
+            try:
+                await self._connection.fetchval("SELECT 1", timeout=2.0)
+                return True
+            except Exception as error:
+                log.warning("rollup lock lost: %s: %s", type(error).__name__, error)
+                await self.release()
+        connection = await asyncpg.connect(self.dsn, timeout=5.0)
+        try:
+            taken = bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", self.key))
+        except BaseException:
+            await connection.close()
+            raise
+        if not taken:
+            await connection.close()
+            return False
+        self._connection = connection
+        log.info("this instance now writes the rollup (holds its advisory lock)")
+        return True
+
+    async def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=2.0)
+
+
 @dataclass
 class RollupWriter:
-    """Keeps interval_rollup equal to the window's interval tallies, a few seconds behind."""
+    """Keeps interval_rollup equal to the window's interval tallies, a few seconds behind.
+
+    With `leadership`, only the instance holding the rollup lock writes; the others drop what their window
+    marked dirty, and heal today whole when they take the lock over.
+    """
 
     engine: AsyncEngine
     window: Window
@@ -284,6 +344,9 @@ class RollupWriter:
     _task: asyncio.Task[None] | None = None
     # The window generation last seen: a new one means the window adopted a fresh replay.
     _generation_seen: int = -1
+    leadership: Leadership | None = None
+    # Called after each flush while this instance writes (the checkpoint, app/db/checkpoint.py).
+    after_flush: Callable[[], Awaitable[object]] | None = None
 
     def open(self, now: float) -> None:
         """Call right after the start-up replay: today is written whole, missed days are rebuilt."""
@@ -298,16 +361,20 @@ class RollupWriter:
         self._task = asyncio.create_task(self._run(), name="rollup-writer")
 
     async def close(self) -> None:
-        """Stop the periodic task and write what is still dirty."""
+        """Stop the periodic task and write what is still dirty (if this instance writes the rollup)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
         try:
-            await self.flush()
+            # A writer that never got its turn (it stops before its first period) takes the lock if free.
+            if await self._leading():
+                await self.flush()
         except Exception as error:
             self._failed(error)
+        if self.leadership is not None:
+            await self.leadership.release()
         if self._stale_days:
             days = ", ".join(map(str, sorted(self._stale_days)))
             log.warning("rollup days not rebuilt (run queuepulse rebuild-rollups): %s", days)
@@ -316,9 +383,33 @@ class RollupWriter:
         while True:
             await asyncio.sleep(self.period_seconds)
             try:
+                if not await self._leading():
+                    continue
                 await self.flush()
+                if self.after_flush is not None:
+                    await self.after_flush()
             except Exception as error:
                 self._failed(error)
+
+    async def _leading(self) -> bool:
+        """Whether to write now; a writer newly in charge rewrites today whole, as after a start-up."""
+        if self.leadership is None:
+            return True
+        was_held = self.leadership.held
+        try:
+            held = await self.leadership.hold()
+        except Exception:
+            held = False
+            if was_held:
+                raise
+        if not held:
+            # Another instance writes: what this window marked changed is its to write.
+            self.window.take_dirty()
+            self._retry = set()
+            return False
+        if not was_held:
+            self._heal_pending = True
+        return True
 
     def _failed(self, error: Exception) -> None:
         self.stats.errors += 1
@@ -330,7 +421,7 @@ class RollupWriter:
         tz = self.window.tz
         day_start, day_end = self.window.today_bounds(now)
         # Read synchronously with no await between, so the rows are one consistent state of the window.
-        items = self.window.interval_tallies(day_start, day_end)
+        items = self.window.interval_tallies(day_start, day_end, now=now)
         await replace_rollup(self.engine, day_start, day_end, items)
         async with raw_connection(self.engine) as driver:
             last = await driver.fetchval(
@@ -354,7 +445,7 @@ class RollupWriter:
             # The window adopted a fresh replay (a target change, a heal): it holds only today in full.
             self._generation_seen = self.window.generation
             self.complete_from = max(self.complete_from, self.window.today_bounds(now)[0])
-        keys = self._retry | self.window.take_dirty()
+        keys = self._retry | self.window.take_dirty(now)
         self._retry = set()
         horizon = max(self.complete_from, now - INTERVALS_KEPT_SECONDS + 3600)
         items: list[RollupItem] = []

@@ -17,13 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.clock import day_bounds, day_intervals, interval_start, local_date
 from app.core.events import Channel
+from app.core.kpis import COUNTED
 from app.core.staffing import QueueHistory, SlotHistory
 
+# The staff seconds per quarter-hour (app/core/staff.py, rolled up with the contacts), where the rollup
+# has them; 0 where no staff events came.
+_STAFFED = "staffed_seconds" if "staffed_seconds" in {counted.column for counted in COUNTED} else "0.0"
 # One row per channel, queue and quarter-hour with traffic; retired queues are left out, as in reports.
 _ROWS = text(
-    """
+    f"""
 SELECT channel, queue, interval_start, arrived, "left", left_after_short, started, wait_sum,
-       handled, handle_sum
+       handled, handle_sum, {_STAFFED}
 FROM interval_rollup
 WHERE interval_start >= :since AND interval_start < :until
   AND (CAST(:channel AS text) IS NULL OR channel = :channel)
@@ -48,6 +52,7 @@ class _Sums:
     arrivals: int = 0
     handled: int = 0
     handle_sum: float = 0.0
+    staffed_seconds: float = 0.0
 
 
 @dataclass
@@ -62,12 +67,18 @@ class _Queue:
 
 @dataclass(frozen=True, slots=True)
 class Pattern:
-    """Per (channel, queue): the baseline, and today's counted arrivals per ended quarter-hour label."""
+    """Per (channel, queue): the baseline, and today's counted arrivals per ended quarter-hour label.
+
+    `staffed_usual` is the mean staff seconds per slot start over the baseline days, and `staffed` the
+    planned day's own per slot start (what it had, up to now), each only for queues with staff time.
+    """
 
     baseline: list[date]
     queues: dict[tuple[Channel, str], QueueHistory]
     today: dict[tuple[Channel, str], dict[str, int]]
     labels: dict[float, str]  # the planned day's slot starts and their clock times
+    staffed_usual: dict[tuple[Channel, str], dict[float, float]] = field(default_factory=dict)
+    staffed: dict[tuple[Channel, str], dict[float, float]] = field(default_factory=dict)
 
 
 def _label(at: datetime, tz: ZoneInfo) -> str:
@@ -105,7 +116,7 @@ async def contact_pattern(
     for past in baseline:
         start, end = day_bounds(past, tz)
         for row in await _fetch(engine, start, end, channel):
-            name, queue, at, arrived, left, after_short, started, wait_sum, handled, handle_sum = row
+            name, queue, at, arrived, left, after_short, started, wait_sum, handled, handle_sum = row[:10]
             entry = queues.setdefault((Channel(str(name)), str(queue)), _Queue())
             entry.days.add(past)
             sums = entry.slots.setdefault(_label(at, tz), _Sums())
@@ -113,6 +124,7 @@ async def contact_pattern(
             sums.arrivals += max(0, int(arrived) - (int(left) - int(after_short)))
             sums.handled += int(handled)
             sums.handle_sum += float(handle_sum)
+            sums.staffed_seconds += float(row[10])
             entry.started += int(started)
             entry.wait_sum += float(wait_sum)
             entry.abandons += int(after_short)
@@ -130,10 +142,24 @@ async def contact_pattern(
         float(start): _label(datetime.fromtimestamp(start, UTC), tz) for start in day_intervals(day, tz)
     }
     histories: dict[tuple[Channel, str], QueueHistory] = {}
+    staffed_usual: dict[tuple[Channel, str], dict[float, float]] = {}
     for key, entry in sorted(queues.items()):
         slots = []
+        usual: dict[float, float] = {}
         for start, label in labels.items():
             sums = entry.slots.get(label, _Sums())
             slots.append(SlotHistory(start, sums.arrivals, sums.handled, sums.handle_sum))
+            usual[start] = sums.staffed_seconds / len(entry.days)
         histories[key] = QueueHistory(len(entry.days), slots, entry.started, entry.wait_sum, entry.abandons)
-    return Pattern(baseline, histories, today_counts, labels)
+        if any(usual.values()):
+            staffed_usual[key] = usual
+    # The planned day's own staff seconds, for a day already (partly) over.
+    staffed: dict[tuple[Channel, str], dict[float, float]] = {}
+    start, end = day_bounds(day, tz)
+    if start <= now:
+        for row in await _fetch(engine, start, min(end, now), channel):
+            seconds = float(row[10])
+            if seconds > 0:
+                slot = staffed.setdefault((Channel(str(row[0])), str(row[1])), {})
+                slot[float(row[2].timestamp())] = slot.get(float(row[2].timestamp()), 0.0) + seconds
+    return Pattern(baseline, histories, today_counts, labels, staffed_usual, staffed)

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -126,6 +127,22 @@ class WriterStats:
     refused: int = 0
 
 
+class CommitLog(Protocol):
+    """Who must know which transactions' rows this process applied itself (app/db/tail.py): told a
+    transaction's id before it commits, then whether its rows went into the window or not."""
+
+    def begin(self, txid: int) -> None: ...
+
+    def applied(self, txid: int) -> None: ...
+
+    def abandoned(self, txid: int) -> None: ...
+
+    async def ordered(self, txid: int) -> None: ...
+
+
+# The id of the flush's transaction, once its rows are in; NULL when it stored nothing.
+CURRENT_TXID = "SELECT pg_current_xact_id_if_assigned()::text::bigint"
+
 CommitHook = Callable[[list[Event], float], None]
 FlushHook = Callable[[int, float], None]
 # Per committed request: all its events, then those that were new (the rest were duplicates).
@@ -196,6 +213,8 @@ class GroupCommitWriter:
     clock: Callable[[], float] = time.time
     on_flush: FlushHook | None = None
     on_request: RequestHook | None = None
+    # Told each flush's transaction id, so a tail of the events table skips what this writer applied.
+    log: CommitLog | None = None
     stats: WriterStats = field(default_factory=WriterStats)
     _pending: deque[_Request] = field(default_factory=deque)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -285,8 +304,9 @@ class GroupCommitWriter:
         now = self.clock()
         outcomes: list[Outcome] | None = None
         failure: Exception | None = None
+        txids: list[int] = []
         try:
-            outcomes = await self._insert(batch, datetime.fromtimestamp(now, UTC), sent)
+            outcomes = await self._insert(batch, datetime.fromtimestamp(now, UTC), sent, txids)
         except Exception as error:
             failure = error
         finally:
@@ -302,11 +322,18 @@ class GroupCommitWriter:
             self.stats.errors += 1
             self.stats.last_error = f"{type(failure).__name__}: {failure}"
             log.warning("commit of %d events failed: %s", rows, self.stats.last_error)
+            if self.log is not None:
+                # Whether it committed is unknown: if it did, the tail finds its rows and applies them.
+                for txid in txids:
+                    self.log.abandoned(txid)
             for request in batch:
                 if not request.future.done():
                     request.future.set_exception(StoreUnavailable(self.stats.last_error))
             return
         self.stats.flushes += 1
+        if self.log is not None and txids:
+            # Other instances' transactions before this one go into the window first.
+            await self.log.ordered(txids[0])
         for index, request in enumerate(batch):
             outcome = list(request.events) if outcomes is None else outcomes[index]
             if isinstance(outcome, StoreUnavailable):
@@ -326,18 +353,30 @@ class GroupCommitWriter:
                 self.on_request(request.events, outcome)
             if not request.future.done():
                 request.future.set_result((len(outcome), duplicates))
+        if self.log is not None:
+            for txid in txids:
+                self.log.applied(txid)
         if self.on_flush is not None:
             self.on_flush(rows, time.perf_counter() - started)
 
+    async def _learn_txid(self, driver: asyncpg.Connection, txids: list[int]) -> None:
+        """Before commit: the transaction's id, announced as pending to the commit log."""
+        if self.log is None:
+            return
+        txid = await driver.fetchval(CURRENT_TXID)
+        if txid is not None:
+            txids.append(txid)
+            self.log.begin(txid)
+
     async def _insert(
-        self, batch: list[_Request], received_at: datetime, sent: asyncio.Event
+        self, batch: list[_Request], received_at: datetime, sent: asyncio.Event, txids: list[int]
     ) -> list[Outcome] | None:
         """Insert and commit the batch; each request's outcome, or None when every event was new."""
         async with raw_connection(self.engine) as driver:
             try:
                 rows = _rows(batch, received_at)
             except _VALUE_ERRORS:
-                return await self._sort(driver, batch, received_at, sent)
+                return await self._sort(driver, batch, received_at, sent, txids)
             transaction = driver.transaction()
             await transaction.start()
             try:
@@ -346,17 +385,27 @@ class GroupCommitWriter:
                 await transaction.rollback()
                 if not isinstance(error, asyncpg.UniqueViolationError) and _refusal(error) is None:
                     raise
-                return await self._sort(driver, batch, received_at, sent)
+                return await self._sort(driver, batch, received_at, sent, txids)
             except BaseException:
                 await transaction.rollback()
                 raise
             # Its rows hold their ids and locks now: the next batch may insert beside this commit.
             sent.set()
+            try:
+                await self._learn_txid(driver, txids)
+            except BaseException:
+                await transaction.rollback()
+                raise
             await transaction.commit()
             return None
 
     async def _sort(
-        self, driver: asyncpg.Connection, batch: list[_Request], received_at: datetime, sent: asyncio.Event
+        self,
+        driver: asyncpg.Connection,
+        batch: list[_Request],
+        received_at: datetime,
+        sent: asyncio.Event,
+        txids: list[int],
     ) -> list[Outcome]:
         """The fallback, in one transaction: sort each request's events into new, repeated and
         conflicting by the stored rows of their ids, and insert the new ones of the requests that hold
@@ -370,6 +419,7 @@ class GroupCommitWriter:
             outcomes = await self._sort_together(driver, batch, received_at)
             if outcomes is None:
                 outcomes = [await self._sort_alone(driver, request, received_at) for request in batch]
+            await self._learn_txid(driver, txids)
         except BaseException:
             await transaction.rollback()
             raise

@@ -1,8 +1,9 @@
 // The lobby screen for citizens: which ticket goes to which desk, the newest one large and highlighted
-// for a few seconds, the last few calls, and how many are waiting per ticket category.
+// for a few seconds, the last few calls, how many are waiting per ticket category, and how many desks
+// are open (per category and in all; desks=0 leaves them out).
 //
 // Query string: queue=borgerservice,pas  lang=da|en (default: Danish with English beside it)
-//               limit=6  interval=2000 (ms)  token=<read token>
+//               limit=6  desks=1|0  interval=2000 (ms)  token=<read token>
 
 import { Poller, element, getJson, listParam, param, pollInterval } from "./screens.js";
 
@@ -15,6 +16,8 @@ const DA = {
   sentence: (number, desk) => `Nummer ${number} - gå til skranke ${desk}`,
   none: "Ingen numre er kaldt endnu",
   noWaiting: "Ingen venter",
+  desksOpen: "Åbne skranker",
+  desksIn: (count) => (count === 1 ? "1 skranke" : `${count} skranker`),
   stale: "Forældet",
   connecting: "Forbinder …",
   denied: "Adgang nægtet",
@@ -30,6 +33,8 @@ const EN = {
   sentence: (number, desk) => `Number ${number} - please go to desk ${desk}`,
   none: "No numbers called yet",
   noWaiting: "Nobody waiting",
+  desksOpen: "Desks open",
+  desksIn: (count) => (count === 1 ? "1 desk" : `${count} desks`),
   stale: "Stale",
   connecting: "Connecting …",
   denied: "Access denied",
@@ -48,6 +53,7 @@ const primary = mode === "en" ? EN : DA;
 const secondary = mode === "da+en" ? EN : null;
 const QUEUES = listParam("queue");
 const LIMIT = Math.min(Math.max(Number(param("limit", "6")) || 6, 1), 20);
+const SHOW_DESKS = param("desks", "1") !== "0";
 
 // Danish first with English beside it in a quieter style, unless ?lang= asks for one language.
 function bilingual(node, pick) {
@@ -66,6 +72,8 @@ const nowDesk = document.getElementById("now-desk");
 const nowSentence = document.getElementById("now-sentence");
 const recentList = document.getElementById("recent");
 const waitingList = document.getElementById("waiting");
+const desksOpen = document.getElementById("desks-open");
+const desksOpenCount = document.getElementById("desks-open-count");
 let newestKey = null;
 let highlightTimer = null;
 let firstRender = true;
@@ -76,7 +84,21 @@ function highlight() {
   highlightTimer = window.setTimeout(() => nowCalling.classList.remove("fresh"), HIGHLIGHT_MS);
 }
 
-function render({ data }) {
+// The expected wait of a ticket taken now (/v1/lobby/waits), as a range; nothing when the service has
+// too little to go on, so the screen never shows a guess it cannot stand behind.
+const EXPECTED = { da: "Forventet ventetid", en: "Expected wait" };
+const RANGE_TEXT = { under_5: "under 5 min", "5_10": "5-10 min", "10_20": "10-20 min", over_20: "over 20 min" };
+
+function showExpected(item, estimate) {
+  item.dataset.expected = estimate?.range || "hidden";
+  if (!estimate?.range) return;
+  const line = element("span", "expected-wait live-value", `${EXPECTED[mode === "en" ? "en" : "da"]}: `);
+  line.append(element("strong", "", RANGE_TEXT[estimate.range]));
+  if (secondary) line.append(" ", element("span", "en", `/ ${EXPECTED.en}`));
+  item.append(line);
+}
+
+function render({ data, waits }) {
   zone = data.time_zone;
   const calls = data.recent_calls;
   const newest = calls[0];
@@ -109,19 +131,32 @@ function render({ data }) {
   );
 
   const waiting = new Map(data.waiting.map((item) => [item.queue, item.waiting_now]));
+  const expected = new Map((waits?.queues || []).map((item) => [item.queue, item.expected_wait]));
+  const desks = new Map(data.waiting.map((item) => [item.queue, item.desks_open ?? 0]));
   for (const queue of QUEUES || []) if (!waiting.has(queue)) waiting.set(queue, 0);
   const items = [...waiting.entries()].map(([queue, count]) => {
     const item = element("li");
     item.dataset.queue = queue;
     item.append(`${queueName(queue)}`, element("strong", "live-value", String(count)));
+    // After the count of who is waiting, so the two numbers are never read as one.
+    if (SHOW_DESKS && desks.get(queue)) {
+      const open = element("span", "desks live-value", `· ${primary.desksIn(desks.get(queue))}`);
+      open.dataset.field = "desks";
+      item.append(open);
+    }
+    showExpected(item, expected.get(queue));
     return item;
   });
   waitingList.replaceChildren(...(items.length ? items : [element("li", "placeholder", primary.noWaiting)]));
+  desksOpen.hidden = !SHOW_DESKS || data.desks_open === undefined;
+  desksOpenCount.textContent = String(data.desks_open ?? 0);
 }
 
 async function fetchAll(signal) {
   const data = await getJson("/v1/lobby", { queue: QUEUES ? QUEUES.join(",") : null, limit: LIMIT + 1 }, signal);
-  return { asOf: data.as_of, data };
+  // An extra: without it (an older service, a failed read) the calls and counts still show.
+  const waits = await getJson("/v1/lobby/waits", { queue: QUEUES ? QUEUES.join(",") : null }, signal).catch(() => null);
+  return { asOf: data.as_of, data, waits };
 }
 
 let zone = "Europe/Copenhagen";
@@ -135,6 +170,7 @@ document.getElementById("title").textContent = primary.title;
 bilingual(document.getElementById("now-heading"), (t) => t.nowCalling);
 bilingual(document.getElementById("recent-heading"), (t) => t.recent);
 bilingual(document.getElementById("waiting-heading"), (t) => t.waiting);
+bilingual(document.getElementById("desks-open-label"), (t) => t.desksOpen);
 document.getElementById("stale-badge").textContent = primary.stale;
 const texts = secondary
   ? {

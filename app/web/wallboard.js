@@ -1,6 +1,7 @@
 // The staff wallboard: a tile per channel and queue with today's service level against its goal,
-// who is waiting now, the longest current wait (ticking between polls), arrivals, first-contact
-// resolution, and a chart of the service level per 15-minute interval against the goal line.
+// who is there to answer (staffed, available, on a contact, paused: /v1/staff), who is waiting now,
+// the longest current wait (ticking between polls), arrivals, first-contact resolution, and a chart of
+// the service level per 15-minute interval against the goal line.
 //
 // Query string: channel=phone,visit  queue=borgerservice,pas  total=1|0  interval=2000 (ms)
 //               lang=da|en  token=<read token>
@@ -31,6 +32,10 @@ const TEXTS = {
     longest: "Længste ventetid",
     arrived: "Henvendelser i dag",
     fcr: "Løst ved 1. kontakt",
+    crew: {
+      phone: { staffed: "Logget ind", available: "Ledige", on_contact: "I samtale", paused: "Pause" },
+      visit: { staffed: "Skranker", available: "Ledige", on_contact: "Betjener", paused: "Pause" },
+    },
     goalShort: "mål",
     stale: "Forældet",
     noTiles: "Ingen køer med data endnu",
@@ -50,6 +55,10 @@ const TEXTS = {
     longest: "Longest wait",
     arrived: "Contacts today",
     fcr: "First-contact resolution",
+    crew: {
+      phone: { staffed: "Logged in", available: "Available", on_contact: "Talking", paused: "Paused" },
+      visit: { staffed: "Desks open", available: "Available", on_contact: "Serving", paused: "Paused" },
+    },
     goalShort: "goal",
     stale: "Stale",
     noTiles: "No queues with data yet",
@@ -129,6 +138,26 @@ class Tile {
     goal.append(this.statusText, this.goalText, this.withinText);
     headline.append(this.icon, this.level, goal);
 
+    // Who is there to answer, in type as large as the stats: staffed, available, on a contact, paused.
+    const crew = element("div", "crew");
+    this.crew = {};
+    for (const [field, label] of Object.entries(T.crew[channel])) {
+      const box = element("div", `crew-stat crew-${field}`);
+      const line = element("div", "crew-line");
+      const value = element("span", "value live-value", "–");
+      value.dataset.field = field;
+      line.append(value);
+      if (field === "staffed") {
+        // Left empty here: the staffing advice (issue 16) puts "needed N-M" beside the staffed count.
+        this.needed = element("span", "needed live-value");
+        this.needed.dataset.field = "needed";
+        line.append(this.needed);
+      }
+      box.append(element("span", "label", label), line);
+      crew.append(box);
+      this.crew[field] = value;
+    }
+
     const stats = element("div", "stats");
     const stat = (field, label) => {
       const box = element("div", "stat");
@@ -146,11 +175,11 @@ class Tile {
     const chartBox = element("div", "chart-box");
     this.chart = svg("svg", { class: "chart", role: "img" });
     chartBox.append(this.chart);
-    root.append(head, headline, stats, chartBox);
+    root.append(head, headline, crew, stats, chartBox);
     this.root = root;
   }
 
-  update(figures, intervals) {
+  update(figures, intervals, staff) {
     const status = figures ? figures.status : "no_data";
     this.root.className = `tile tile-${status}`;
     this.root.dataset.status = status;
@@ -172,9 +201,22 @@ class Tile {
     this.arrived.textContent = String(figures?.arrived ?? 0);
     const fcr = figures?.first_contact_resolution_pct ?? null;
     this.fcr.replaceChildren(formatPct(fcr));
+    // No staff figures for the queue (no staff time today, e.g. its source sends no staff events): a
+    // dash, never a made-up 0.
+    for (const [field, value] of Object.entries(this.crew)) {
+      value.textContent = staff ? String(staff[field] ?? 0) : "–";
+    }
     if (fcr !== null) this.fcr.append(statusIcon(figures.first_contact_resolution_status));
     this.intervals = intervals;
     this.drawChart();
+  }
+
+  // "needed N-M" beside the staffed count: the staffing advice's 95 % range for the queue (/v1/staffing);
+  // empty when there is no advice (too little data) and on a channel total, where queues do not add up.
+  showNeeded(needed) {
+    if (!this.needed) return;
+    const text = !needed ? "" : needed.low === needed.high ? String(needed.low) : `${needed.low}-${needed.high}`;
+    this.needed.textContent = text ? `${NEEDED_TEXT[lang] || NEEDED_TEXT.en} ${text}` : "";
   }
 
   // Between polls the longest wait keeps counting from the last good value (only while live).
@@ -272,13 +314,32 @@ async function fetchAll(signal) {
   const single = CHANNELS.length === 1 ? CHANNELS[0] : null;
   const kpis = await getJson("/v1/kpis", { window: "today", channel: single }, signal);
   const wanted = wantedTiles(kpis);
-  const intervals = await Promise.all(
-    wanted.map((tile) => getJson("/v1/kpis/intervals", { channel: tile.channel, queue: tile.queue }, signal)),
-  );
-  return { asOf: kpis.as_of, timeZone: kpis.time_zone, wanted, intervals };
+  const [staff, ...intervals] = await Promise.all([
+    // today: a queue whose agents all left an hour ago still shows 0 staffed, not a dash.
+    getJson("/v1/staff", { window: "today", channel: single }, signal),
+    ...wanted.map((tile) => getJson("/v1/kpis/intervals", { channel: tile.channel, queue: tile.queue }, signal)),
+  ]);
+  // The advice is an extra: a reader that may not see it (or an older service) still gets the tiles.
+  const staffing = await getJson("/v1/staffing", {}, signal).catch(() => null);
+  return { asOf: kpis.as_of, timeZone: kpis.time_zone, wanted, intervals, staff, staffing };
 }
 
-function render({ wanted, intervals, timeZone }) {
+const NEEDED_TEXT = { da: "behov", en: "needed" };
+
+function neededOf(staffing, tile) {
+  if (!staffing || tile.queue === null) return null;
+  return staffing.queues?.[tile.channel]?.[tile.queue]?.needed || null;
+}
+
+// The tile's staff figures: the queue's, or the channel's total (each agent counted once).
+function staffOf(staff, tile) {
+  const channel = staff?.channels?.[tile.channel];
+  if (!channel) return null;
+  if (tile.queue === null) return Object.keys(channel.queues).length ? channel.total : null;
+  return channel.queues[tile.queue] || null;
+}
+
+function render({ wanted, intervals, timeZone, staff, staffing }) {
   zone = timeZone;
   const keys = wanted.map((tile) => `${tile.channel}/${tile.queue ?? "*"}`);
   if (keys.join("|") !== [...tiles.keys()].join("|")) {
@@ -292,7 +353,8 @@ function render({ wanted, intervals, timeZone }) {
     tilesRoot.replaceChildren(...[...tiles.values()].map((tile) => tile.root));
     if (!tiles.size) tilesRoot.append(element("p", "empty-note", T.noTiles));
   }
-  wanted.forEach((tile, index) => tiles.get(keys[index]).update(tile.figures, intervals[index]));
+  wanted.forEach((tile, index) => tiles.get(keys[index]).update(tile.figures, intervals[index], staffOf(staff, tile)));
+  wanted.forEach((tile, index) => tiles.get(keys[index]).showNeeded(neededOf(staffing, tile)));
 }
 
 const clock = document.getElementById("clock");

@@ -60,22 +60,15 @@ async def test_kpis_equal_those_worked_out_by_hand_from_the_log(api: RunningApp,
 
     assert response.status_code == 200, response.text
     # 48 call lines (c1 3, c2 3, c3-c6 2 each, c7 3, c8 1, c9 2, c10 2, c11 3, c12 5, c13 2, c14 3,
-    # c15 2, c16 2, c17-c19 3 each), 8 recognised non-call lines, one unknown verb, and the QUEUESTART
-    # that opens the log, which ends no wait (nobody was queued before it).
+    # c15 2, c16 2, c17-c19 3 each), 5 member lines (2 ADDMEMBER, PAUSE, UNPAUSE, REMOVEMEMBER: staff
+    # events), 3 other recognised lines, one unknown verb, and the QUEUESTART that opens the log, which
+    # ends no wait and no member session (nothing began before it).
     assert response.json() == {
         "lines": 58,
-        "events": 48,
-        "accepted": 48,
+        "events": 53,
+        "accepted": 53,
         "duplicates": 0,
-        "ignored": {
-            "ADDMEMBER": 2,
-            "CONFIGRELOAD": 1,
-            "PAUSE": 1,
-            "REMOVEMEMBER": 1,
-            "RINGCANCELED": 1,
-            "RINGNOANSWER": 1,
-            "UNPAUSE": 1,
-        },
+        "ignored": {"CONFIGRELOAD": 1, "RINGCANCELED": 1, "RINGNOANSWER": 1},
         "unknown": {"WRAPUPSTART": 1},
         "errors": [],
     }
@@ -198,17 +191,26 @@ async def test_kpis_equal_those_worked_out_by_hand_from_the_log(api: RunningApp,
 async def test_reading_the_same_log_again_counts_nothing_twice(api: RunningApp) -> None:
     log = centre_log(int(time.time()) - LOG_AGE_SECONDS)
     first = await post_log(api, log.text(), time_zone=DATED_ZONE)
-    assert first.json()["accepted"] == 48
+    # 48 call events and 5 member events.
+    assert first.json()["accepted"] == 53
     before = await api.kpis("1h")
+    staff_before = (await api.client.get("/v1/staff", params={"window": "1h"})).json()
 
     again = await post_log(api, log.text(), time_zone=DATED_ZONE)
 
     assert again.status_code == 200, again.text
-    assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 48)
+    assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 53)
     after = await api.kpis("1h")
+    staff_after = (await api.client.get("/v1/staff", params={"window": "1h"})).json()
     # Everything counted stays; only the live longest wait moves on with the clock.
     assert phone_counts(after) == phone_counts(before)
-    assert after["data_quality"]["duplicates"] == 48  # type: ignore[index]
+    assert after["data_quality"]["duplicates"] == 53  # type: ignore[index]
+    # The agents' states now are the same (their seconds go on with the clock).
+    now_fields = ("staffed", "available", "on_contact", "paused")
+    phone_before, phone_after = staff_before["channels"]["phone"], staff_after["channels"]["phone"]
+    assert {name: phone_after["total"][name] for name in now_fields} == {
+        name: phone_before["total"][name] for name in now_fields
+    }
 
 
 async def test_kpis_come_back_the_same_after_a_restart(api: RunningApp, settings: Settings) -> None:

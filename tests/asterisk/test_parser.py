@@ -14,10 +14,13 @@ from pydantic import ValidationError
 from app.api.schemas import SLUG_PATTERN, single_event
 from app.asterisk.parser import (
     IGNORED_VERBS,
+    AgentSession,
     Ignored,
     Malformed,
+    Member,
     Parsed,
     ParseResult,
+    Restart,
     Unknown,
     decode_line,
     parse_line,
@@ -98,7 +101,7 @@ def test_finishing_verbs(verb: str, data: tuple[object, ...], kind: str) -> None
 
 
 @pytest.mark.parametrize("verb", sorted(IGNORED_VERBS))
-def test_agent_member_pause_and_config_verbs_are_ignored(verb: str) -> None:
+def test_ringing_marker_and_config_verbs_are_ignored(verb: str) -> None:
     assert parse_line(f"{T}|NONE|Borgerservice|SIP/anna|{verb}|x") == Ignored(verb)
 
 
@@ -184,8 +187,10 @@ def test_every_line_of_a_realistic_log_passes_the_event_schema() -> None:
         result = parse_line(text, zone)
         assert result is not None
         assert not isinstance(result, Malformed), (text, result)
-        if isinstance(result, Parsed):
-            validated = single_event.validate_python(result.event)
+        events = [result.event] if isinstance(result, Parsed) else []
+        events += list(result.events) if isinstance(result, Member) else []
+        for one in events:
+            validated = single_event.validate_python(one)
             kinds[validated.type] = kinds.get(validated.type, 0) + 1
             assert validated.at >= AT.timestamp()
     assert kinds == {
@@ -194,6 +199,10 @@ def test_every_line_of_a_realistic_log_passes_the_event_schema() -> None:
         "call.abandoned": 9,
         "call.ended": 7,
         "call.transferred": 3,
+        "agent.logged_in": 2,
+        "agent.paused": 1,
+        "agent.resumed": 1,
+        "agent.logged_out": 1,
     }
 
 
@@ -230,10 +239,14 @@ def test_any_queue_name_gives_a_valid_slug_and_always_the_same(name: str) -> Non
 @given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=300))
 def test_no_line_crashes_the_parser(text: str) -> None:
     result = parse_line(text)
-    assert result is None or isinstance(result, Parsed | Ignored | Unknown | Malformed)
-    if isinstance(result, Parsed):
+    assert result is None or isinstance(
+        result, Parsed | Member | AgentSession | Restart | Ignored | Unknown | Malformed
+    )
+    for one in (
+        [result.event] if isinstance(result, Parsed) else result.events if isinstance(result, Member) else []
+    ):
         with contextlib.suppress(ValidationError):
-            single_event.validate_python(result.event)
+            single_event.validate_python(one)
 
 
 def test_lines_decode_as_utf8_or_else_latin1() -> None:

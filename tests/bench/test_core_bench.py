@@ -106,3 +106,96 @@ def test_apply_100k_events(benchmark: Any) -> None:
     window = benchmark.pedantic(fill, rounds=3, iterations=1)
     arrivals = sum(EVENT_TYPES[event.type][1] is Step.ARRIVE for event, _ in events)
     assert _arrived(window.snapshot("today", NOW)) == arrivals
+
+
+# ---- agents and desks (issue 15): 50 agents in 10 phone queues, each logged into two of them -------------
+
+STAFF_QUEUES = tuple(f"queue-{n}" for n in range(10))
+AGENTS = 50
+
+
+def _staffed_day(count: int) -> list[tuple[Event, float]]:
+    """`count` contact events of the day's pattern moved onto 10 phone queues and 50 agents, with each
+    agent's day of staff events (log in to two queues at 08:00, three pauses, log out at 18:00) merged in by
+    the time received. Events for a queue nobody staffs are still counted as contacts."""
+    events: list[tuple[Event, float]] = []
+    for row in day_of_events(count, DAY_START, DAY_END):
+        event = _event(row)
+        if event.type.startswith("call."):
+            number = int(event.contact_id.split("-")[1])
+            event.queue = STAFF_QUEUES[number % len(STAFF_QUEUES)]
+            if event.agent is not None:
+                event.agent = f"agent-{number % AGENTS}"
+            if event.to_queue is not None:
+                event.to_queue = STAFF_QUEUES[(number + 1) % len(STAFF_QUEUES)]
+        events.append((event, row.received_at))
+    for n in range(AGENTS):
+        agent = f"agent-{n}"
+        queues = (STAFF_QUEUES[n % 10], STAFF_QUEUES[(n + 3) % 10])
+        start, end = DAY_START + 8 * 3600 + n * 7, DAY_START + 18 * 3600 + n * 11
+        steps: list[tuple[str, str, float, str | None]] = []
+        for queue in queues:
+            steps.append(("agent.logged_in", queue, start, None))
+            pauses: tuple[tuple[int, str | None, int], ...] = (
+                (10, "break", 15),
+                (12, "lunch", 30),
+                (15, "break", 15),
+            )
+            for hour, reason, minutes in pauses:
+                paused = DAY_START + hour * 3600 + n * 13
+                steps.append(("agent.paused", queue, paused, reason))
+                steps.append(("agent.resumed", queue, paused + minutes * 60, None))
+            steps.append(("agent.logged_out", queue, end, None))
+        for index, (kind, queue, at, reason) in enumerate(steps):
+            staff = Event(f"staff-{n}-{index}", kind, agent, queue, at, agent=agent, reason=reason)
+            events.append((staff, at + 0.5))
+    events.sort(key=lambda item: item[1])
+    return events
+
+
+_staffed: dict[int, Window] = {}
+
+
+def staffed(count: int) -> Window:
+    if count not in _staffed:
+        window = _new_window()
+        for event, received in _staffed_day(count):
+            window.apply(event, received)
+        _staffed[count] = window
+    return _staffed[count]
+
+
+@pytest.mark.parametrize("events", SIZES)
+def test_snapshot_today_50_agents(benchmark: Any, events: int) -> None:
+    snapshot = benchmark(staffed(events).snapshot, "today", NOW)
+    assert {"queue-0", "queue-9"} <= set(snapshot.channels["phone"].queues)
+
+
+@pytest.mark.parametrize("events", SIZES)
+def test_snapshot_1h_50_agents(benchmark: Any, events: int) -> None:
+    snapshot = benchmark(staffed(events).snapshot, "1h", NOW)
+    assert snapshot.window == "1h"
+
+
+def test_apply_100k_events_50_agents(benchmark: Any) -> None:
+    """The replay's inner loop with agents: 100,000 contact events naming 50 agents, and staff events."""
+    events = _staffed_day(100_000)
+
+    def fill() -> Window:
+        window = _new_window()
+        for event, received in events:
+            window.apply(event, received)
+        return window
+
+    window = benchmark.pedantic(fill, rounds=3, iterations=1)
+    assert _arrived(window.snapshot("today", NOW)) > 0
+
+
+@pytest.mark.parametrize("window_name", ["15m", "today"])
+def test_staff_figures_50_agents(benchmark: Any, window_name: str) -> None:
+    """The staff reader itself (no baseline: it is new): every queue's and the total's figures."""
+    window = staffed(1_000_000)
+    if not hasattr(window, "staff"):
+        pytest.skip("no staff reader in this version")
+    staff = benchmark(window.staff, window_name, NOW - 3 * 3600)
+    assert staff.channels["phone"].total.staffed == AGENTS

@@ -428,3 +428,20 @@ def test_waiting_now_and_longest_wait_are_live_not_windowed() -> None:
     assert snap["total"]["waiting_now"] == 2
     assert snap["total"]["longest_wait_now_seconds"] == 2000.0
     assert snap["total"]["waiting_past_target"] == 2
+
+
+def test_adopting_a_replayed_state_keeps_the_changes_the_rollup_has_not_taken() -> None:
+    # A late event of yesterday changed an interval the replay of today no longer holds: the rollup
+    # writer must still be told, or that interval keeps its old row for good.
+    now = local(2026, 6, 15, 8)
+    late = local(2026, 6, 14, 23, 50)
+    w = make_window()
+    w.apply(ev("call.offered", "a", now - 60), now)
+    w.take_dirty(now)
+    w.apply(ev("call.offered", "late", late), now)
+    fresh = make_window()
+    fresh.apply(ev("call.offered", "a", now - 60), now)
+    w.adopt(fresh)
+    taken = w.take_dirty(now)
+    assert (Channel.PHONE, "borgerservice", int(late // 900 * 900)) in taken
+    assert w.take_dirty(now) == set()

@@ -20,7 +20,15 @@ def test_every_tally_field_but_the_histogram_is_declared_counted() -> None:
     assert [counted.field for counted in COUNTED] == [
         spec.name for spec in fields(Tally) if spec.name != "wait_bins"
     ]
-    assert {counted.field for counted in COUNTED if counted.kind == "sum"} == {"wait_sum", "handle_sum"}
+    assert {counted.field for counted in COUNTED if counted.kind == "sum"} >= {
+        "wait_sum",
+        "handle_sum",
+        # agent and desk seconds (app/core/staff.py), rolled up as the live staff figures count them
+        "staffed_seconds",
+        "available_seconds",
+        "handling_seconds",
+        "paused_seconds",
+    }
 
 
 def test_tally_add_carries_every_counted_field() -> None:

@@ -127,7 +127,8 @@ async def store(engine: AsyncEngine, events: list[Event], path: str) -> tuple[in
 
 
 def test_the_copy_columns_are_the_events_table_and_hold_every_event_field() -> None:
-    assert set(COPY_COLUMNS) == {column.name for column in events_table.columns} - {"id"}
+    # id and txid are the server's (the sequence, the storing transaction).
+    assert set(COPY_COLUMNS) == {column.name for column in events_table.columns} - {"id", "txid"}
     assert len(set(COPY_COLUMNS)) == len(COPY_COLUMNS)
     stored_fields = {FIELD_COLUMNS.get(name, name) for name in EVENT_FIELDS}
     assert stored_fields <= set(COPY_COLUMNS)
@@ -142,7 +143,7 @@ async def test_the_migrated_events_table_has_the_copy_columns(clean_db: AsyncEng
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_schema = current_schema() AND table_name = 'events'"
         )
-    assert {record[0] for record in names} - {"id"} == set(COPY_COLUMNS)
+    assert {record[0] for record in names} - {"id", "txid"} == set(COPY_COLUMNS)
 
 
 @pytest.mark.parametrize("path", ["copy", "fallback"])

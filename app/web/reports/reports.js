@@ -17,6 +17,8 @@
   const isoDay = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
   const pct = (v) => (v === null || v === undefined ? "–" : v.toFixed(1) + " %");
   const num = (v) => (v === null || v === undefined ? "–" : v.toLocaleString("en-GB"));
+  // Agents' and desks' hours (staffed, handling): one decimal, as a rota shows them.
+  const hours = (h) => (h === null || h === undefined ? "–" : h.toFixed(1) + " h");
   const wait = (s) => (s === null || s === undefined ? "–" : `${Math.floor(s / 60)}:${pad(Math.round(s % 60))}`);
 
   function initialise() {
@@ -142,6 +144,8 @@
         num(row.started_within_target), pct(row.service_level_pct), row.goal_pct + " %",
         row.goal_met === null ? "–" : row.goal_met ? "yes" : "no", pct(row.abandon_rate_pct),
         wait(row.avg_wait_seconds), pct(row.first_contact_resolution_pct),
+        hours(row.staffed_hours), hours(row.handled_hours),
+        row.occupancy === null || row.occupancy === undefined ? "–" : pct(100 * row.occupancy),
       ];
       cells.forEach((text, i) => {
         const td = document.createElement("td");
