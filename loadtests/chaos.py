@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -262,37 +263,53 @@ async def deliver(
     return False
 
 
-async def client_loop(
-    url: str, worker: int, run: str, batch: int, load_until: float, deadline: float, tally: Tally
+async def walk_contacts(
+    worker: int,
+    run: str,
+    batch: int,
+    load_until: float,
+    deadline: float,
+    tally: Tally,
+    send: Callable[[bytes, list[str]], Awaitable[bool]],
 ) -> None:
+    """Contacts walking their lifecycle a step per request until `load_until`, then finishing what is open;
+    `send` delivers one body (with its event ids) and says whether it was acknowledged."""
     rng = random.Random(worker)
     open_contacts: list[Contact] = []
     serial = 0
+    while time.monotonic() < deadline:
+        generating = time.monotonic() < load_until
+        while generating and len(open_contacts) < batch:
+            serial += 1
+            channel = "phone" if rng.random() < 0.7 else "visit"
+            open_contacts.append(
+                Contact(channel, f"{run}-w{worker}-{serial}", rng.choice(QUEUES), contact_steps(channel, rng))
+            )
+        if not open_contacts:
+            return
+        chosen = open_contacts[:batch]
+        events = [event_body(contact, contact.steps[0]) for contact in chosen]
+        ids = [event["event_id"] for event in events]
+        tally.sent_events += len(events)
+        if not await send(orjson.dumps(events), ids):
+            tally.unacknowledged += len(events)
+            return
+        for contact in chosen:
+            contact.steps.pop(0)
+        open_contacts = [contact for contact in open_contacts if contact.steps]
+
+
+async def client_loop(
+    url: str, worker: int, run: str, batch: int, load_until: float, deadline: float, tally: Tally
+) -> None:
     # A new connection for each request: the server may die under a kept-alive one.
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=url, timeout=15.0, limits=limits) as client:
-        while time.monotonic() < deadline:
-            generating = time.monotonic() < load_until
-            while generating and len(open_contacts) < batch:
-                serial += 1
-                channel = "phone" if rng.random() < 0.7 else "visit"
-                open_contacts.append(
-                    Contact(
-                        channel, f"{run}-w{worker}-{serial}", rng.choice(QUEUES), contact_steps(channel, rng)
-                    )
-                )
-            if not open_contacts:
-                return
-            chosen = open_contacts[:batch]
-            events = [event_body(contact, contact.steps[0]) for contact in chosen]
-            ids = [event["event_id"] for event in events]
-            tally.sent_events += len(events)
-            if not await deliver(client, orjson.dumps(events), ids, tally, deadline):
-                tally.unacknowledged += len(events)
-                return
-            for contact in chosen:
-                contact.steps.pop(0)
-            open_contacts = [contact for contact in open_contacts if contact.steps]
+
+        async def send(body: bytes, ids: list[str]) -> bool:
+            return await deliver(client, body, ids, tally, deadline)
+
+        await walk_contacts(worker, run, batch, load_until, deadline, tally, send)
 
 
 async def stored_counts(dsn: str) -> tuple[set[str], int, dict[tuple[str, str], int]]:
@@ -427,41 +444,21 @@ async def replica_client(
 ) -> None:
     """client_loop's walk, spread over the instances: each request goes to the next one, and a failed
     delivery moves on (a client in front of a load balancer sees the same)."""
-    rng = random.Random(worker)
-    open_contacts: list[Contact] = []
-    serial = 0
     turn = worker
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=15.0, limits=limits) as client:
-        while time.monotonic() < deadline:
-            generating = time.monotonic() < load_until
-            while generating and len(open_contacts) < batch:
-                serial += 1
-                channel = "phone" if rng.random() < 0.7 else "visit"
-                open_contacts.append(
-                    Contact(
-                        channel, f"{run}-w{worker}-{serial}", rng.choice(QUEUES), contact_steps(channel, rng)
-                    )
-                )
-            if not open_contacts:
-                return
-            chosen = open_contacts[:batch]
-            events = [event_body(contact, contact.steps[0]) for contact in chosen]
-            ids = [event["event_id"] for event in events]
-            tally.sent_events += len(events)
-            body = orjson.dumps(events)
-            delivered = False
-            while not delivered and time.monotonic() < deadline:
+
+        async def send(body: bytes, ids: list[str]) -> bool:
+            nonlocal turn
+            while time.monotonic() < deadline:
                 turn += 1
                 client.base_url = httpx.URL(urls[turn % len(urls)])
                 # One try here (deliver sleeps RETRY_SECONDS after a failure), then the next instance.
-                delivered = await deliver(client, body, ids, tally, time.monotonic() + 0.001)
-            if not delivered:
-                tally.unacknowledged += len(events)
-                return
-            for contact in chosen:
-                contact.steps.pop(0)
-            open_contacts = [contact for contact in open_contacts if contact.steps]
+                if await deliver(client, body, ids, tally, time.monotonic() + 0.001):
+                    return True
+            return False
+
+        await walk_contacts(worker, run, batch, load_until, deadline, tally, send)
 
 
 async def probe_arrived(client: httpx.AsyncClient, url: str) -> int | None:

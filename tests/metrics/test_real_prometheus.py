@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,16 @@ async def test_prometheus_sees_what_the_service_reports(
 
 
 async def _scenario(tools: PrometheusTools, settings: Settings, directory: Path) -> None:
+    async with served_and_scraped(tools, settings, directory) as (service, prom):
+        await _checks(service, prom)
+
+
+@contextlib.asynccontextmanager
+async def served_and_scraped(
+    tools: PrometheusTools, settings: Settings, directory: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, Prometheus]]:
+    """A uvicorn server of the app and a Prometheus scraping it every second, both ready: a client of
+    each."""
     app_port, prometheus_port = free_port(), free_port()
     app_command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]
     app_command += ["--host", "127.0.0.1", "--port", str(app_port), "--log-level", "warning"]
@@ -176,7 +186,7 @@ async def _scenario(tools: PrometheusTools, settings: Settings, directory: Path)
 
             await until(service_ready, "the app to be ready", START_SECONDS)
             await until(prometheus_ready, "Prometheus to be ready", START_SECONDS)
-            await _checks(service, Prometheus(prom_client))
+            yield service, Prometheus(prom_client)
 
 
 async def _checks(service: httpx.AsyncClient, prom: Prometheus) -> None:

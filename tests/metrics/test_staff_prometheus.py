@@ -4,9 +4,7 @@ agents in each state."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -19,16 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.settings import Settings
 from tests.metrics.conftest import PrometheusTools
-from tests.metrics.test_real_prometheus import (
-    INGEST_HEADERS,
-    START_SECONDS,
-    Prometheus,
-    app_environment,
-    child,
-    free_port,
-    prometheus_config,
-    until,
-)
+from tests.metrics.test_real_prometheus import INGEST_HEADERS, Prometheus, served_and_scraped, until
 
 pytestmark = pytest.mark.slow
 
@@ -66,41 +55,8 @@ async def test_prometheus_sees_the_staff_series(
 ) -> None:
     directory = Path(tempfile.mkdtemp(prefix="qp-prometheus-staff-"))
     try:
-        app_port, prometheus_port = free_port(), free_port()
-        app_command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]
-        app_command += ["--host", "127.0.0.1", "--port", str(app_port), "--log-level", "warning"]
-        prometheus_command = [
-            str(prometheus_tools.prometheus),
-            f"--config.file={prometheus_config(directory, app_port)}",
-            f"--storage.tsdb.path={directory / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prometheus_port}",
-            "--log.level=warn",
-        ]
-        environment = app_environment(settings, directory)
-        with (
-            child(app_command, directory / "app.log", env=environment, cwd=directory) as app,
-            child(prometheus_command, directory / "prometheus.log", cwd=directory) as prometheus,
-        ):
-            async with (
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{app_port}", timeout=10) as service,
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{prometheus_port}", timeout=10) as client,
-            ):
-
-                async def service_ready() -> bool:
-                    assert app.poll() is None, (directory / "app.log").read_text()
-                    with contextlib.suppress(httpx.TransportError):
-                        return (await service.get("/readyz")).status_code == 200
-                    return False
-
-                async def prometheus_ready() -> bool:
-                    assert prometheus.poll() is None, (directory / "prometheus.log").read_text()
-                    with contextlib.suppress(httpx.TransportError):
-                        return (await client.get("/-/ready")).status_code == 200
-                    return False
-
-                await until(service_ready, "the app to be ready", START_SECONDS)
-                await until(prometheus_ready, "Prometheus to be ready", START_SECONDS)
-                await _checks(service, Prometheus(client))
+        async with served_and_scraped(prometheus_tools, settings, directory) as (service, prom):
+            await _checks(service, prom)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
