@@ -37,6 +37,7 @@ from app.db.writer import GroupCommitWriter
 from app.metrics import IngestTimer, Metrics
 from app.services import Services, Tokens
 from app.settings import Settings, target_book, window_config
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger("queuepulse")
 
@@ -191,9 +192,7 @@ def create_app(settings: Settings | None = None, clock: Callable[[], float] = ti
         try:
             yield
         finally:
-            opening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await opening
+            await cancel_and_wait(opening)
             if services.ready:
                 # The writer first: its last commits wait for the tail to order them.
                 await writer.close()

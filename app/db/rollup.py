@@ -29,6 +29,7 @@ from app.db.connection import raw_connection
 from app.db.replay import STORABLE_OCCURRED_AT
 from app.db.rows import EVENT_SELECT, EVENT_WIDTH, RECEIVED_SELECT
 from app.db.staff import staff_since
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -362,11 +363,8 @@ class RollupWriter:
 
     async def close(self) -> None:
         """Stop the periodic task and write what is still dirty (if this instance writes the rollup)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         try:
             # A writer that never got its turn (it stops before its first period) takes the lock if free.
             if await self._leading():

@@ -33,6 +33,7 @@ from app.db.connection import raw_connection
 from app.db.position import LogPosition, Position
 from app.db.replay import STORABLE_OCCURRED_AT
 from app.db.rows import EVENT_SELECT, EVENT_WIDTH, RECEIVED_SELECT
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +186,7 @@ class Tail:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
             self._advanced.set()
 
@@ -320,11 +319,8 @@ class Presence:
         self._task = asyncio.create_task(self._run(), name="presence")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._drop()
 
     async def _drop(self) -> None:

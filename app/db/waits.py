@@ -13,7 +13,6 @@ the accuracy per period for as long as the events are kept and longer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -34,6 +33,7 @@ from app.db.connection import raw_connection
 from app.db.replay import STORABLE_OCCURRED_AT
 from app.db.rows import EVENT_SELECT, EVENT_WIDTH
 from app.db.tables import wait_estimates
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger("queuepulse.waits")
 
@@ -142,11 +142,8 @@ class WaitFeed:
         self._task = asyncio.create_task(self._run(), name="wait-ledger")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         try:
             await self.refresh()
             await self.persist()

@@ -31,6 +31,7 @@ from app.db.rows import (
     differing_fields,
     payload_of,
 )
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -268,10 +269,7 @@ class GroupCommitWriter:
         """Refuse new work, finish what was accepted, then stop."""
         self._closing = True
         await self._idle.wait()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         """Start a flush as soon as the one before has sent its rows, so one commit's round trip to
