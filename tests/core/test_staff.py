@@ -605,3 +605,153 @@ def test_a_retired_queue_leaves_the_staff_figures() -> None:
     (member,) = window.staff_members(T + 100)
     assert member.queues == ("kept",)
     assert (Channel.PHONE, "old") not in {(c, q) for c, q, _ in window.take_dirty(T + 100)}
+
+
+# ---- steps walked when read, old steps folded in batches (app/core/staff.py's fast paths) -----------------
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_reading_between_deliveries_at_any_point_changes_no_figure(seed: int) -> None:
+    """Steps are walked when their subject is next read or folded, and out-of-order ones re-walk only if
+    they land among walked steps: a window read after random deliveries (so walking at other points, and
+    re-walking from marks) ends where one read only at the end does, and where the oracle does."""
+    events = _day(seed)
+    deliveries = _deliveries(events, seed)
+    rng = random.Random(seed)
+    read, unread = make_window(wrap_up_seconds=30.0), make_window(wrap_up_seconds=30.0)
+    reads = 0
+    for event, received in deliveries:
+        read.apply(event, float(received))
+        unread.apply(event, float(received))
+        if rng.random() < 0.2:
+            reads += 1
+            read.staff("15m", float(received))
+            if rng.random() < 0.3:
+                read.take_dirty(float(received))
+    now = max(received for _, received in deliveries) + 60
+    for name in ("15m", "1h", "today"):
+        assert staff_json(read.staff(name, float(now))) == staff_json(unread.staff(name, float(now)))
+    assert read.staff_members(float(now)) == unread.staff_members(float(now))
+    day_start = read.today_bounds(float(now))[0]
+    tallies = read.interval_tallies(day_start, day_start + 86_400, float(now))
+    assert tallies == unread.interval_tallies(day_start, day_start + 86_400, float(now))
+    assert any(tally.staffed_seconds for _, _, _, tally in tallies)
+    _compare(read, Oracle.run([event for event, _ in deliveries], now, 30), now)
+    assert reads > 50
+
+
+def _long_shift(start: float, hours: int) -> list[Event]:
+    """Agent "a" logs into q at `start`, serves one call in queue "early" at once, then a 30-second call in
+    q2 every two minutes for `hours` hours: more steps than a fold batch, most of them older than 4 hours
+    by the end."""
+    events = [
+        staff("agent.logged_in", "a", start),
+        call("call.answered", "early", start + 60, queue="early", agent="a"),
+        call("call.ended", "early", start + 90, queue="early", agent="a"),
+    ]
+    clock = start + 300
+    while clock < start + hours * 3600:
+        events.append(call("call.answered", f"c{clock}", clock, queue="q2", agent="a"))
+        events.append(call("call.ended", f"c{clock}", clock + 30, queue="q2", agent="a"))
+        clock += 120
+    return events
+
+
+def test_old_steps_fold_in_batches_and_late_steps_still_count_or_are_refused() -> None:
+    start = T - 6 * 3600
+    events = _long_shift(start, 12)
+    window = make_window()
+    accepted: list[Event] = []
+    checked_lag = False
+    for event in events:
+        window.apply(event, event.at)
+        accepted.append(event)
+        now = event.at
+        if not checked_lag and now > start + 4 * 3600 + 900:
+            # The first steps are older than 4 hours: refused from now on, and gone from what the subject
+            # names even while they wait for a batch to fold them into its base state.
+            checked_lag = True
+            assert window.member_queues(Channel.PHONE, "a") == ("q", "q2")
+            # Late but within 4 hours: among the walked steps, so the timeline is re-walked and counts it.
+            paused = staff("agent.paused", "a", now - 3.5 * 3600, reason="late")
+            resumed = staff("agent.resumed", "a", now - 3.5 * 3600 + 600)
+            for late in (paused, resumed):
+                window.apply(late, now)
+                accepted.append(late)
+            # Older than 4 hours: refused, as the oracle (which is not given it) has it.
+            window.apply(staff("agent.logged_out", "a", now - 5 * 3600), now)
+            _compare(window, Oracle.run(accepted, int(now) + 1, 0), int(now) + 1)
+    assert checked_lag
+    end = int(events[-1].at) + 60
+    _compare(window, Oracle.run(accepted, end, 0), end)
+    assert window.member_queues(Channel.PHONE, "a") == ("q", "q2")
+
+
+def test_the_same_long_shift_in_order_shuffled_and_read_in_between_gives_the_same_figures() -> None:
+    """Steps in order take the fast path (appended, walked in one go, folded in batches); shuffled within
+    the hour they mostly do not: both, read often or never, give the same figures."""
+    events = _long_shift(T - 6 * 3600, 12)
+    rng = random.Random(9)
+    late = [(event, event.at + rng.randint(0, 3600)) for event in events]
+    late.sort(key=lambda item: item[1])
+    end = float(max(received for _, received in late) + 60)
+    results = []
+    for deliveries, every in (([(event, event.at) for event in events], 0), (late, 0), (late, 7)):
+        window = make_window(wrap_up_seconds=15.0)
+        for index, (event, received) in enumerate(deliveries):
+            window.apply(event, received)
+            if every and index % every == 0:
+                window.staff("1h", received)
+        results.append(
+            (
+                [staff_json(window.staff(name, end)) for name in ("15m", "1h", "today")],
+                window.staff_members(end),
+            )
+        )
+    assert results[0] == results[1] == results[2]
+    assert results[0][0][2]["channels"]["phone"]["total"]["contacts_handled"] > 300
+
+
+def test_a_contact_started_again_is_capped_from_its_latest_start() -> None:
+    """The contacts a subject serves are kept in the order they started (the first is the oldest, so the
+    next cap is found without a search): one started again moves to the end."""
+    events = [
+        staff("agent.logged_in", "a", T),
+        call("call.answered", "c1", T + 10, agent="a"),
+        call("call.answered", "c2", T + 100, agent="a"),
+        call("call.answered", "c1", T + 200, queue="q2", agent="a"),
+        call("call.ended", "c1", T + CAP + 150, queue="q2", agent="a"),
+        call("call.answered", "c3", T + CAP + 300, agent="a"),
+    ]
+    for order in (events, list(reversed(events))):
+        window = make_window()
+        for event in order:
+            window.apply(event, T + CAP + 400)
+        for now in (T + CAP + 50, T + CAP + 120, T + CAP + 160, T + CAP + 250, T + CAP + 400):
+            _compare(window, Oracle.run(events, int(now), 0), int(now))
+        assert _state(window, T + CAP + 120) == ("on_contact", None)
+        assert _state(window, T + CAP + 160) == ("available", None)
+
+
+def test_finishes_before_their_start_wait_max_wait_even_after_thousands_expired() -> None:
+    """Finishes of contacts no agent or desk is named for yet are held (as columns) for max_wait: one claimed
+    by its start's agent counts, one older than that does not, also once thousands held before have expired
+    and left the columns."""
+    window = make_window()
+    window.apply(staff("agent.logged_in", "a", T), T)
+    for n in range(6000):
+        window.apply(call("call.ended", f"nobody-{n}", T + n), T + n)
+    later = T + 4 * 3600 + 7000
+    window.apply(call("call.ended", "c1", later + 60), later + 60)
+    window.apply(call("call.ended", "c2", later + 70), later + 70)
+    window.apply(call("call.ended", "c2", later + 80), later + 80)
+    window.apply(call("call.ended", "stale", later + 90), later + 90)
+    # The first finishes have expired and left the columns; the four above are held.
+    assert window._staff.unclaimed.base > 4096
+    window.apply(call("call.answered", "c1", later + 10, agent="a"), later + 100)
+    window.apply(call("call.answered", "c2", later + 20, agent="a"), later + 100)
+    assert _state(window, later + 100) == ("available", None)
+    assert window.staff("15m", later + 100).channels["phone"].total.contacts_handled == 2
+    beyond = later + 90 + 4 * 3600 + 1
+    window.apply(call("call.answered", "stale", beyond - 5, agent="a"), beyond)
+    assert _state(window, beyond + 10) == ("on_contact", None)
