@@ -52,7 +52,11 @@ async def _join_window(services: Services) -> Window:
     joined = None
     if services.tail is not None:
         joined = await load_checkpoint(
-            services.engine, lambda: Window(config, services.targets), services.queues.retired, now
+            services.engine,
+            lambda: Window(config, services.targets),
+            services.queues.retired,
+            now,
+            services.waits,
         )
     if joined is not None and services.tail is not None:
         fresh, covered = joined
@@ -86,7 +90,10 @@ async def _replay_then_open(services: Services) -> None:
             await load_sources(services)
             # Into a fresh window, so a replay cut short by the database is retried from nothing.
             fresh = await _join_window(services)
-            if services.waits is not None:
+            if services.waits is not None and services.joined_from_checkpoint and services.waits.restored:
+                # The checkpoint held the wait ledger too: only the visit rows after it are read.
+                await services.waits.refresh()
+            elif services.waits is not None:
                 # The lobby's wait ledger reads the same stored events, from nothing on each attempt.
                 services.waits.ledger = WaitLedger(services.settings.max_wait_seconds)
                 await services.waits.catch_up(replay_since(fresh, services.clock()))
@@ -186,6 +193,8 @@ def create_app(settings: Settings | None = None, clock: Callable[[], float] = ti
             clock,
             rebuild=lambda: rebuild_window(live(services)),
             every=settings.checkpoint_seconds,
+            waits=services.waits,
+            fork=settings.checkpoint_fork,
         ).maybe_write
         app.state.services = services
         opening = asyncio.create_task(_replay_then_open(services), name="replay")

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     tail_max_lag_seconds: float = Field(default=10.0, gt=0)
     # How often the rollup writer stores the window checkpoint a joining instance starts from.
     checkpoint_seconds: float = Field(default=30.0, gt=0)
+    # Encode the checkpoint in a forked child, so the event loop stalls for the fork only
+    # (app/db/checkpoint.py); the child holds about as much memory again as the window while it runs. Off:
+    # encoded on the loop, which then stalls for the encoding.
+    checkpoint_fork: bool = True
     # Mounts /bench/* ceiling endpoints for `make bench`; never on in production.
     bench_endpoints: bool = False
 

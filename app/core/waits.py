@@ -139,7 +139,11 @@ def estimate_wait(
     )
 
 
-@dataclass(frozen=True, slots=True)
+# Given and Scored are not frozen, though nothing changes them once made: a frozen class with slots is
+# pickled through dataclasses' Python-level __getstate__/__setstate__, one call per record, and the window
+# checkpoint holds a day's records (app/db/checkpoint.py): that was two thirds of its encoding at a million
+# events. Unfrozen, pickle copies their slots in C.
+@dataclass(slots=True)
 class Given:
     """The estimate a ticket was given when it was issued."""
 
@@ -151,7 +155,7 @@ class Given:
     basis: Basis
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Scored:
     """A given estimate against the wait the ticket then had."""
 

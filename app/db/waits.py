@@ -8,6 +8,9 @@ the last READ_BACK_SECONDS and skips the rows it applied already.
 
 Scored estimates are written to `wait_estimates` (upserted: a rebuilt one is the same row), which keeps
 the accuracy per period for as long as the events are kept and longer.
+
+The window checkpoint (app/db/checkpoint.py) carries the ledger with its read position (`FeedState`), so a
+joining instance restores it and reads only the rows after that instead of the day's visit events.
 """
 
 from __future__ import annotations
@@ -60,6 +63,18 @@ ORDER BY id
 """
 
 
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """The ledger with what of the events table it holds: every visit row up to `floor` that bears on the
+    day from `since`, and the rows of `applied` above it (up to `top`, the highest id seen)."""
+
+    ledger: WaitLedger
+    floor: int
+    top: int
+    applied: frozenset[int]
+    since: float
+
+
 @dataclass
 class WaitFeed:
     engine: AsyncEngine
@@ -69,6 +84,10 @@ class WaitFeed:
     # Read back to here at every refresh (the highest id seen READ_BACK_SECONDS ago).
     floor: int = 0
     last_refresh: float = float("-inf")
+    # The oldest time the caught-up events bear on (app/db/replay.py replay_since), as in the window.
+    since: float | None = None
+    # The ledger came from a checkpoint (restore) rather than a catch-up of the day.
+    restored: bool = False
 
     def __post_init__(self) -> None:
         self._marks: deque[tuple[float, int]] = deque()
@@ -87,7 +106,45 @@ class WaitFeed:
         self._top = self.floor = int(top)
         self._marks.append((self.clock(), self._top))
         self.last_refresh = self.clock()
+        self.since, self.restored = since, False
         return len(rows)
+
+    def state(self) -> FeedState | None:
+        """The ledger and its position, for a checkpoint (taken with no await before it is encoded: the
+        ledger is the live one); None before a catch-up."""
+        if self.since is None:
+            return None
+        return FeedState(self.ledger, self.floor, self._top, frozenset(self._applied), self.since)
+
+    def restore(self, state: FeedState) -> None:
+        """Take a checkpointed ledger instead of catching up; the next refresh reads the rows after it."""
+        self.ledger = state.ledger
+        self.floor, self._top, self._applied = state.floor, state.top, set(state.applied)
+        # Read back over the checkpoint's rows for READ_BACK_SECONDS from now: later than its writer would
+        # stop, so a row committed late under a low id is still found.
+        self._marks = deque([(self.clock(), state.top)])
+        self.since, self.restored = state.since, True
+        self.last_refresh = self.clock()
+
+    async def rebuild(self, since: float) -> None:
+        """Catch a fresh ledger up from `since` and swap it in (the replay's start moved since the first)."""
+        async with self._lock:
+            kept = (self.ledger, self.floor, self._top, self._applied, self._marks, self.since, self.restored)
+            self.ledger = WaitLedger(self.ledger.max_wait_seconds)
+            self._applied, self._marks = set(), deque()
+            try:
+                await self.catch_up(since)
+            except BaseException:
+                (
+                    self.ledger,
+                    self.floor,
+                    self._top,
+                    self._applied,
+                    self._marks,
+                    self.since,
+                    self.restored,
+                ) = kept
+                raise
 
     async def refresh(self) -> int:
         """Apply the visit events stored since the last read; how many were new."""
