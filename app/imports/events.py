@@ -78,39 +78,41 @@ def _parse_one(chunk: Chunk, number: int, line: bytes) -> None:
 
 
 def parse_chunk(path: str, given: list[Numbered], first_line: int, last_line: int) -> Chunk:
-    """Validate a chunk of JSON lines (blank ones already left out) into events."""
+    """Validate a chunk of lines (blank ones already left out) into events."""
     chunk = Chunk(path, first_line, last_line)
-    numbered: list[tuple[int, bytes]] = []
+    numbers: list[int] = []
+    lines: list[bytes] = []
     for number, line in given:
         if isinstance(line, str):
             chunk.refuse(number, line)
         else:
-            numbered.append((number, line))
-    for start in range(0, len(numbered), VALIDATE_LINES):
-        _parse_slice(chunk, numbered[start : start + VALIDATE_LINES])
-    chunk.bad.sort(key=lambda bad: bad.line)
+            numbers.append(number)
+            lines.append(line)
+    _parse_lines(chunk, numbers, lines)
     return chunk
 
 
-def _parse_slice(chunk: Chunk, numbered: list[tuple[int, bytes]]) -> None:
+def _parse_lines(chunk: Chunk, numbers: list[int], lines: list[bytes]) -> None:
+    for start in range(0, len(lines), VALIDATE_LINES):
+        end = start + VALIDATE_LINES
+        _parse_slice(chunk, numbers[start:end], lines[start:end])
+    chunk.bad.sort(key=lambda bad: bad.line)
+
+
+def _parse_slice(chunk: Chunk, numbers: list[int], lines: list[bytes]) -> None:
     # Each line alone must be one object; joined, they are one batch body for a single validation.
-    if all(line[:1] == b"{" and line[-1:] == b"}" for _, line in numbered):
-        read = read_events(b"[" + b",".join(line for _, line in numbered) + b"]", len(numbered))
+    joined = b",\n".join(lines)
+    # Every line starts with { and ends with }: no line holds a line end, so each one in `joined` is a
+    # boundary between two lines, and each boundary must read "},\n{" (two counts in C, not a test a line).
+    if joined[:1] == b"{" and joined[-1:] == b"}" and joined.count(b"\n") == joined.count(b"},\n{"):
+        read = read_events(b"[" + joined + b"]", len(lines))
         # A line such as `{...},{...}` holds two objects: then the count tells, and the lines go alone.
-        if isinstance(read, Read) and len(read.events) == len(numbered):
+        if isinstance(read, Read) and len(read.events) == len(lines):
             chunk.events.extend(read.events)
-            chunk.lines.extend(number for number, _ in numbered)
+            chunk.lines.extend(numbers)
             return
-    for number, line in numbered:
+    for number, line in zip(numbers, lines, strict=True):
         _parse_one(chunk, number, line)
-
-
-def json_lines(file: LineFile) -> Iterator[Numbered]:
-    """The file's non-blank lines, stripped."""
-    for number, line in file.lines():
-        stripped = line.strip()
-        if stripped:
-            yield number, stripped
 
 
 # A line's bytes, or (as text) why it was refused before validation.
@@ -162,8 +164,44 @@ def csv_lines(file: LineFile) -> Iterator[Numbered]:
 
 def event_chunks(file: LineFile, file_format: Format, chunk_lines: int) -> Iterator[Chunk]:
     """The file in chunks of at most `chunk_lines` records."""
-    numbered = csv_lines(file) if file_format == "csv" else json_lines(file)
-    yield from _chunked(file.name, numbered, chunk_lines)
+    if file_format == "csv":
+        yield from _chunked(file.name, csv_lines(file), chunk_lines)
+    else:
+        yield from _json_chunks(file, chunk_lines)
+
+
+def _json_chunks(file: LineFile, chunk_lines: int) -> Iterator[Chunk]:
+    """JSON lines in chunks: the non-blank lines, stripped, numbered as LineFile.lines numbers them, taken
+    from the file a block of lines at a time."""
+    path = file.name
+    numbers: list[int] = []
+    lines: list[bytes] = []
+    first = 1
+    for block_first, block in file.line_blocks():
+        stripped = [line.strip() for line in block]
+        block_numbers = range(block_first, block_first + len(block))
+        if b"" in stripped:
+            kept = [(number, line) for number, line in zip(block_numbers, stripped, strict=True) if line]
+            numbers += [number for number, _ in kept]
+            lines += [line for _, line in kept]
+        else:
+            numbers += block_numbers
+            lines += stripped
+        start = 0
+        while len(lines) - start >= chunk_lines:
+            end = start + chunk_lines
+            yield _json_chunk(path, numbers[start:end], lines[start:end], first, numbers[end - 1])
+            first = numbers[end - 1] + 1
+            start = end
+        del numbers[:start], lines[:start]
+    if lines:
+        yield _json_chunk(path, numbers, lines, first, numbers[-1])
+
+
+def _json_chunk(path: str, numbers: list[int], lines: list[bytes], first_line: int, last_line: int) -> Chunk:
+    chunk = Chunk(path, first_line, last_line)
+    _parse_lines(chunk, numbers, lines)
+    return chunk
 
 
 def _chunked(path: str, numbered: Iterable[Numbered], chunk_lines: int) -> Iterator[Chunk]:

@@ -12,11 +12,13 @@ last chunk the rollup of every local day the new events bear on is rebuilt from 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -26,7 +28,16 @@ from app.core.clock import day_bounds, local_date
 from app.core.events import Event
 from app.core.queues import QueueRegistry, Reservation
 from app.core.window import Window
-from app.db.bulk import ChunkClashed, ChunkStored, StoredClash, prepare, store_chunk, stored_clashes
+from app.db.bulk import (
+    ChunkClashed,
+    ChunkStored,
+    StoredClash,
+    make_durable,
+    prepare,
+    release,
+    store_chunk,
+    stored_clashes,
+)
 from app.db.connection import raw_connection
 from app.db.queues import load_queues, save_admitted
 from app.db.rollup import EARLIEST_DAY, LATEST_DAY, rebuild_day
@@ -38,6 +49,8 @@ from app.settings import Settings, target_book, window_config
 
 DEFAULT_SOURCE = "import"
 DEFAULT_CHUNK_LINES = 20_000
+# The most chunks in a row stored through the stage before COPY straight into events is tried again.
+MAX_STAGED_RUN = 64
 # Bad lines listed in the summary when they are skipped; past this they are only counted, so a file of
 # nothing but bad lines cannot fill memory.
 LISTED_BAD_LINES = 1000
@@ -94,8 +107,12 @@ class Importer:
     registry: QueueRegistry = field(default_factory=QueueRegistry)
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     _driver: asyncpg.Connection | None = None
-    # The local day last noted as touched, as its [start, end) in Unix seconds.
-    _day_bounds: tuple[float, float] = (0.0, 0.0)
+    # Chunks to go through the stage before COPY straight into events (app/db/bulk.py) is tried again:
+    # 0 while chunks are all new. A try that meets a stored event_id costs a rolled-back COPY, so after
+    # one the next try waits for 1, then 2, 4, ... more chunks all new: a re-run (every chunk stored)
+    # tries once, and a file whose chunks each repeat an event or two does not pay for a failed COPY each.
+    _staged_left: int = 0
+    _staged_next: int = 1
 
     @property
     def _tz(self) -> ZoneInfo:
@@ -109,10 +126,15 @@ class Importer:
         )
         self._driver = await self._stack.enter_async_context(raw_connection(self.engine))
         await prepare(self._driver)
+        self._stack.push_async_callback(release, self._driver)
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._stack.aclose()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        try:
+            if exc_type is None and self._driver is not None:
+                await make_durable(self._driver)
+        finally:
+            await self._stack.aclose()
 
     async def take(self, chunk: Chunk, admit: bool = True, held: Reservation | None = None) -> bool:
         """Check and store one chunk; False when the import must stop here (a bad line, default mode).
@@ -174,7 +196,9 @@ class Importer:
         default, else the chunk goes again without it."""
         assert self._driver is not None
         while True:
-            outcome = await store_chunk(self._driver, records)
+            direct = self._staged_left == 0
+            outcome = await store_chunk(self._driver, records, direct)
+            self._note_direct(direct, isinstance(outcome, ChunkStored) and outcome.duplicates == 0)
             if not isinstance(outcome, ChunkClashed):
                 return outcome
             bad += self._clashed(path, records, lines, outcome.clashes)
@@ -188,21 +212,34 @@ class Importer:
             ]
             records, lines = [record for record, _ in kept], [line for _, line in kept]
 
+    def _note_direct(self, tried: bool, all_new: bool) -> None:
+        if tried and all_new:
+            self._staged_next = 1
+        elif tried:
+            self._staged_left = self._staged_next
+            self._staged_next = min(2 * self._staged_next, MAX_STAGED_RUN)
+        elif all_new:
+            self._staged_left -= 1
+
     def _touch(self, inserted: Sequence[Event] | Sequence[float]) -> None:
         """Note the local days the new events bear on: each one's day, and the day a maximum wait later
         (a day's rebuild replays from a maximum wait before its midnight)."""
+        if not inserted:
+            return
+        times = sorted(
+            cast("Sequence[float]", inserted)
+            if isinstance(inserted[0], float)
+            else [event.at for event in cast("Sequence[Event]", inserted)]
+        )
         tz = self._tz
-        bounds = self._day_bounds
         days = self.stats.days
-        max_wait = self.settings.max_wait_seconds
-        for item in inserted:
-            at = item if isinstance(item, float) else item.at
-            for moment in (at, at + max_wait):
-                # Files run in time order, so nearly every time falls in the day found last.
-                if not bounds[0] <= moment < bounds[1]:
-                    day = local_date(moment, tz)
-                    days.add(day)
-                    bounds = self._day_bounds = day_bounds(day, tz)
+        # Each day once: the day of the earliest time not yet placed, then a jump past that day's end.
+        for moments in (times, [at + self.settings.max_wait_seconds for at in times]):
+            index = 0
+            while index < len(moments):
+                day = local_date(moments[index], tz)
+                days.add(day)
+                index = bisect.bisect_left(moments, day_bounds(day, tz)[1], index + 1)
 
     @staticmethod
     def _clashed(
@@ -224,6 +261,9 @@ class Importer:
         """The events as COPY records, each event_id once, with their lines; a repeat within the chunk is
         a duplicate (counted) when its payload is the same, else a bad line."""
         records = copy_records([(events, self.source)], datetime.fromtimestamp(now, UTC))
+        # Nearly every chunk repeats no event_id: one set in C tells, without the loop below.
+        if len({record[0] for record in records}) == len(records):
+            return records, lines, 0
         first: dict[str, int] = {}
         kept: list[Row] = []
         kept_lines: list[int] = []
