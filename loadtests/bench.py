@@ -59,6 +59,7 @@ TARGETS: dict[str, tuple[float, str, str]] = {
     "import_events_per_s": (50_000.0, ">=", "events/s"),
     "replica_lag_p99_ms": (250.0, "<", "ms"),
     "join_seconds": (3.0, "<", "s"),
+    "staff_cost_ratio": (1.5, "<=", "x fd60f74"),
 }
 TARGET_LABELS = {
     "single_ratio": "durable single-event ingest / no-persistence ceiling (64 connections)",
@@ -73,6 +74,7 @@ TARGET_LABELS = {
     "import_events_per_s": "`queuepulse import` of JSON lines into the embedded PostgreSQL (first run)",
     "replica_lag_p99_ms": "convergence lag p99, 3 instances, 1,000 events/s (2xx on one to shown on another)",
     "join_seconds": "a second instance joining on the 1,000,000-event day (checkpoint + log) to ready",
+    "staff_cost_ratio": "core apply and snapshot, 50 agents in 10 queues / the code before agents (worst)",
 }
 
 
@@ -666,6 +668,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_core:
             log("core snapshot benchmark (pytest-benchmark)")
             core_benchmark(report, work)
+            from loadtests import staff_cost
+
+            log("apply and snapshot cost with 50 agents beside fd60f74 (loadtests/staff_cost.py)")
+            report.command([sys.executable, "-m", "loadtests.staff_cost"])
+            report.extra["staff_cost"] = staff_cost.measure(log=log)
+            report.figures["staff_cost_ratio"] = max(staff_cost.ratios(report.extra["staff_cost"]).values())
         from loadtests import replicas
 
         log("replicas: join from the checkpoint, convergence lag at 1,000 events/s (loadtests/replicas.py)")
@@ -930,6 +938,10 @@ def render(report: Report) -> str:
                     f"{f'{right[1]:.1f}%' if right[0] else ''} | {f'`{right[0]}`' if right[0] else ''} |"
                 )
             lines.append("")
+    if report.extra.get("staff_cost"):
+        from loadtests import staff_cost
+
+        lines += ["", *staff_cost.render(report.extra["staff_cost"])]
     if report.extra.get("import"):
         from loadtests import import_bench
 
