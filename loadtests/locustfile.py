@@ -35,7 +35,7 @@ class _Poster(HttpUser):
     steps: tuple[str, ...] = ()
 
     def on_start(self) -> None:
-        self.run = uuid.uuid4().hex[:8]
+        self.tag = uuid.uuid4().hex[:8]
         self.counter = itertools.count()
 
     def _event(self) -> dict[str, Any]:
@@ -43,9 +43,9 @@ class _Poster(HttpUser):
         contact, step = divmod(n, 3)
         kind = self.steps[step]
         event: dict[str, Any] = {
-            "event_id": f"{self.run}-{n}",
+            "event_id": f"{self.tag}-{n}",
             "type": kind,
-            "contact_id": f"{self.run}-c{contact}",
+            "contact_id": f"{self.tag}-c{contact}",
             "occurred_at": _now(),
         }
         if kind.startswith("call."):
