@@ -27,7 +27,7 @@ restart.
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -216,17 +216,72 @@ class Score:
 
 
 @dataclass(slots=True)
+class CompletedServices:
+    """The services completed lately, sorted by completion time, with running totals of their durations
+    in whole microseconds: the count and mean over any span in two bisections, exactly. A busy lobby
+    completes thousands an hour, and every ticket issued asks for the last hour's."""
+
+    ends: list[float] = field(default_factory=list)
+    # totals[i]: the durations of the services before ends[i], summed (one more entry than ends).
+    totals: list[int] = field(default_factory=lambda: [0])
+
+    def add(self, ended_at: float, seconds: float) -> None:
+        micros = round(seconds * 1_000_000)
+        if not self.ends or ended_at >= self.ends[-1]:
+            self.ends.append(ended_at)
+            self.totals.append(self.totals[-1] + micros)
+            return
+        # Out of order (rare): the totals after it grow by its duration.
+        index = bisect.bisect_right(self.ends, ended_at)
+        self.ends.insert(index, ended_at)
+        self.totals[index + 1 :] = [
+            self.totals[index] + micros,
+            *(t + micros for t in self.totals[index + 1 :]),
+        ]
+
+    def within(self, since: float, until: float) -> tuple[int, float | None]:
+        """How many ended in (since, until], and their mean duration in seconds (None for none)."""
+        low = bisect.bisect_right(self.ends, since)
+        high = bisect.bisect_right(self.ends, until)
+        if high <= low:
+            return 0, None
+        return high - low, (self.totals[high] - self.totals[low]) / (high - low) / 1_000_000
+
+    def forget_until(self, since: float) -> None:
+        """Drop the services ended at or before `since` (the totals stay running sums: only differences
+        are read)."""
+        count = bisect.bisect_right(self.ends, since)
+        del self.ends[:count]
+        del self.totals[:count]
+
+
+@dataclass(slots=True)
 class _Queue:
     waiting: dict[str, float] = field(default_factory=dict)  # contact id -> issued at
+    # The same issue times, sorted: the people ahead of a new ticket are counted by bisection.
+    waiting_since: list[float] = field(default_factory=list)
     serving: dict[str, float] = field(default_factory=dict)  # contact id -> called at
-    called: deque[float] = field(default_factory=deque)  # call times, oldest first (mostly)
-    services: deque[tuple[float, float]] = field(default_factory=deque)  # (completed at, duration)
+    called: list[float] = field(default_factory=list)  # call times, sorted
+    services: CompletedServices = field(default_factory=CompletedServices)
     desks: set[str] = field(default_factory=set)
     desks_known: bool = False
 
+    def wait(self, contact: str, issued_at: float) -> None:
+        self.waiting[contact] = issued_at
+        bisect.insort(self.waiting_since, issued_at)
 
-def _recent(times: deque[float], since: float, until: float) -> int:
-    return sum(1 for at in times if since < at <= until)
+    def stop_waiting(self, contact: str) -> None:
+        issued_at = self.waiting.pop(contact, None)
+        if issued_at is not None:
+            del self.waiting_since[bisect.bisect_left(self.waiting_since, issued_at)]
+
+    def ahead(self, oldest: float, before: float | None) -> int:
+        """Tickets waiting that were issued in [oldest, before] (no upper bound for None)."""
+        high = len(self.waiting_since) if before is None else bisect.bisect_right(self.waiting_since, before)
+        return max(0, high - bisect.bisect_left(self.waiting_since, oldest))
+
+    def called_within(self, since: float, until: float) -> int:
+        return max(0, bisect.bisect_right(self.called, until) - bisect.bisect_right(self.called, since))
 
 
 class WaitLedger:
@@ -284,7 +339,7 @@ class WaitLedger:
             self._call(event)
         elif kind in (CANCELLED, CLEARED):
             for queue in self.queues.values():
-                queue.waiting.pop(contact, None)
+                queue.stop_waiting(contact)
                 if kind == CLEARED:
                     queue.serving.pop(contact, None)
             given = self.given.pop(contact, None)
@@ -292,10 +347,10 @@ class WaitLedger:
                 self.left.setdefault(given.queue, []).append(given.issued_at)
         elif kind in FINISHED:
             for queue in self.queues.values():
-                queue.waiting.pop(contact, None)
+                queue.stop_waiting(contact)
                 called_at = queue.serving.pop(contact, None)
                 if called_at is not None and kind == "ticket.completed":
-                    self._queue(event.queue).services.append((event.at, max(0.0, event.at - called_at)))
+                    self._queue(event.queue).services.add(event.at, max(0.0, event.at - called_at))
             self.given.pop(contact, None)
 
     def apply_many(self, events: Iterable[Event]) -> None:
@@ -307,7 +362,7 @@ class WaitLedger:
         if event.contact_id in queue.waiting or event.contact_id in self.given:
             return
         estimate = self._estimate(event.queue, event.at, before=event.at)
-        queue.waiting[event.contact_id] = event.at
+        queue.wait(event.contact_id, event.at)
         if estimate.seconds is None or estimate.range is None or estimate.basis is None:
             self.hidden.setdefault(event.queue, []).append(event.at)
             return
@@ -320,10 +375,10 @@ class WaitLedger:
         if any(contact in queue.serving for queue in self.queues.values()):
             return  # called again (a recall): one service, counted once in the throughput
         for queue in self.queues.values():
-            queue.waiting.pop(contact, None)
+            queue.stop_waiting(contact)
         queue = self._queue(event.queue)
         queue.serving[contact] = event.at
-        queue.called.append(event.at)
+        bisect.insort(queue.called, event.at)
         given = self.given.pop(contact, None)
         if given is None:
             return
@@ -335,21 +390,16 @@ class WaitLedger:
     def _estimate(self, name: str, now: float, before: float | None = None) -> WaitEstimate:
         queue = self.queues.get(name) or _Queue()
         oldest = now - self.max_wait_seconds
-        ahead = sum(
-            1
-            for issued in queue.waiting.values()
-            if oldest <= issued and (before is None or issued <= before)
-        )
         since = now - RECENT_SECONDS
-        durations = [duration for at, duration in queue.services if since < at <= now]
+        services, mean_service = queue.services.within(since, now)
         desks: int | None = len(queue.desks) if queue.desks_known else None
         return estimate_wait(
-            ahead=ahead,
+            ahead=queue.ahead(oldest, before),
             desks=desks,
             serving=min(len(queue.serving), desks or 0),
-            mean_service_seconds=sum(durations) / len(durations) if durations else None,
-            services=len(durations),
-            called_last_hour=_recent(queue.called, since, now),
+            mean_service_seconds=mean_service,
+            services=services,
+            called_last_hour=queue.called_within(since, now),
         )
 
     # ---- reading ------------------------------------------------------------------------------
@@ -388,12 +438,10 @@ class WaitLedger:
         since = now - RECENT_SECONDS
         oldest = now - self.max_wait_seconds
         for queue in self.queues.values():
-            while queue.called and queue.called[0] <= since:
-                queue.called.popleft()
-            while queue.services and queue.services[0][0] <= since:
-                queue.services.popleft()
+            del queue.called[: bisect.bisect_right(queue.called, since)]
+            queue.services.forget_until(since)
             for contact in [c for c, at in queue.waiting.items() if at < oldest]:
-                del queue.waiting[contact]
+                queue.stop_waiting(contact)
                 self.given.pop(contact, None)
             for contact in [c for c, at in queue.serving.items() if at < oldest]:
                 del queue.serving[contact]

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from app.core.events import Event
-from app.core.waits import MIN_CALLED, MIN_SERVICES, Score, WaitLedger, estimate_wait, wait_range
+from app.core.waits import (
+    MIN_CALLED,
+    MIN_SERVICES,
+    CompletedServices,
+    Score,
+    WaitLedger,
+    estimate_wait,
+    wait_range,
+)
 from loadtests.lobby_waits import ledger_of_day, score_day, simulate_day
 
 Q = "borgerservice"
@@ -178,3 +188,73 @@ def test_a_recall_is_one_service_and_a_ticket_older_than_max_wait_is_no_longer_a
     assert ledger.estimate(Q, 100.0).ahead == 1
     # An hour and more later the old ticket is taken to have gone (as the window expires it).
     assert ledger.estimate(Q, 3700.0).ahead == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_ledgers_counts_equal_a_recount_of_every_event_so_far(seed: int) -> None:
+    """A busy day in three queues, read at random moments: the people ahead, the calls and the services of
+    the last hour the ledger keeps sorted (and prunes) equal a count over every event since the start."""
+    rng = random.Random(seed)
+    max_wait = 4 * 3600.0
+    ledger = WaitLedger(max_wait)
+    queues = ("pas", "koerekort", "sundhed")
+    issued: dict[str, tuple[str, float]] = {}  # contact -> queue, issued at
+    waiting: set[str] = set()
+    serving: dict[str, tuple[str, float]] = {}  # contact -> queue, called at
+    calls: list[tuple[str, float]] = []
+    services: list[tuple[str, float, float]] = []  # queue, ended at, duration
+    at = 8 * 3600.0
+    for n in range(6000):
+        at += rng.expovariate(1 / 4.0)
+        roll = rng.random()
+        if serving and (len(serving) >= 4 or roll > 0.75):
+            # Four desks: the longest in service is done first.
+            contact = min(serving, key=lambda c: serving[c][1])
+            queue, called_at = serving.pop(contact)
+            kind = "ticket.completed" if rng.random() < 0.9 else "ticket.no_show"
+            if kind == "ticket.completed":
+                services.append((queue, at, at - called_at))
+            ledger.apply(ev(kind, contact, at, queue))
+        elif roll < 0.4 or not waiting:
+            contact, queue = f"t{n}", rng.choice(queues)
+            issued[contact] = (queue, at)
+            waiting.add(contact)
+            ledger.apply(ev("ticket.issued", contact, at, queue))
+        else:
+            contact = rng.choice(sorted(waiting))
+            queue = issued[contact][0]
+            waiting.discard(contact)
+            serving[contact] = (queue, at)
+            calls.append((queue, at))
+            ledger.apply(ev("ticket.called", contact, at, queue, desk="d1"))
+        if n % 97 == 0:
+            since = at - 3600.0
+            for queue in queues:
+                estimate = ledger.estimate(queue, at)
+                recent = [duration for q, end, duration in services if q == queue and since < end <= at]
+                ahead = [c for c in waiting if issued[c][0] == queue and issued[c][1] >= at - max_wait]
+                assert estimate.ahead == len(ahead)
+                assert estimate.called_last_hour == sum(
+                    1 for q, call in calls if q == queue and since < call <= at
+                )
+                if recent:
+                    # Kept in whole microseconds: exact sums, within a microsecond of the float mean.
+                    assert estimate.mean_service_seconds == pytest.approx(sum(recent) / len(recent), abs=1e-6)
+                else:
+                    assert estimate.mean_service_seconds is None
+
+
+def test_services_completed_out_of_order_are_counted_as_if_in_order() -> None:
+    rng = random.Random(7)
+    done = [(rng.uniform(0, 7200), rng.uniform(60, 900)) for _ in range(400)]
+    kept = CompletedServices()
+    for ended_at, seconds in done:
+        kept.add(ended_at, seconds)
+    kept.forget_until(1800.0)
+    for since in (0.0, 1800.0, 2500.0, 5000.0):
+        recent = [
+            seconds for ended_at, seconds in done if since < ended_at <= since + 3600 and ended_at > 1800
+        ]
+        count, mean = kept.within(since, since + 3600)
+        assert count == len(recent)
+        assert mean == pytest.approx(sum(recent) / len(recent), abs=1e-6)
