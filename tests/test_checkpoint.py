@@ -191,6 +191,46 @@ async def test_a_checkpoint_made_with_other_targets_is_not_used(
         assert not changed.services.joined_from_checkpoint
 
 
+async def test_a_checkpoint_far_behind_the_log_is_not_used(
+    settings: Settings, clean_db: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows stored after the checkpoint past the limit (a bulk load): a full replay, with every row."""
+    planned = deliveries(random.Random(5))
+    clock = Clock(planned[0][0])
+    async with running_app(settings, clock) as writer:
+        await feed(writer, clock, planned[:200])
+        rollup = writer.services.rollup
+        assert rollup is not None
+        checkpoint = rollup.after_flush
+        # The one checkpoint, behind the rows fed next.
+        rollup.after_flush = None
+        assert inspect.ismethod(checkpoint)
+        checkpointer = checkpoint.__self__
+        assert isinstance(checkpointer, Checkpointer)
+        checkpointer.written_at = float("-inf")
+        assert await checkpointer.maybe_write()
+        await feed(writer, clock, planned[200:400])
+    async with clean_db.connect() as connection:
+        after = await connection.execute(
+            text(
+                "SELECT count(*) FROM events, window_checkpoints AS c "
+                "WHERE (txid, id) > (c.position_txid::text::xid8, c.position_id)"
+            )
+        )
+        behind = after.scalar_one()
+    assert behind > 100
+    monkeypatch.setattr(checkpoint_io, "MAX_ROWS_BEHIND", behind + 1)
+    async with running_app(settings, Clock(clock.now)) as near:
+        assert near.services.rollup is not None
+        near.services.rollup.after_flush = None
+        assert near.services.joined_from_checkpoint
+        expected = await answers(near)
+    monkeypatch.setattr(checkpoint_io, "MAX_ROWS_BEHIND", behind)
+    async with running_app(settings, Clock(clock.now)) as replayed:
+        assert not replayed.services.joined_from_checkpoint
+        assert await answers(replayed) == expected
+
+
 def test_the_state_round_trips_every_part_of_the_window(settings: Settings) -> None:
     book = target_book(settings)
     window = Window(window_config(settings), book)
