@@ -146,26 +146,35 @@ async def measure(data_dir: Path, seconds: float, rate: float) -> dict[str, Any]
     return figures
 
 
-async def main_async(args: argparse.Namespace) -> int:
+async def seeded_measure(root: Path, events: int, seconds: float, rate: float) -> dict[str, Any]:
+    """measure() on a fresh embedded database under `root` holding `events` of today (none: empty)."""
     from app.db.embedded import start_embedded
     from loadtests.bench import seed, today_span
 
-    root = Path(tempfile.mkdtemp(prefix="qp-rep-", dir="/tmp"))
+    data_dir = root / "data"
+    data_dir.mkdir(parents=True)
     try:
-        data_dir = root / "data"
-        data_dir.mkdir(parents=True)
-        if args.events:
+        if events:
             # Migrated by a first start, then seeded as `make bench` seeds.
             first = Server(data_dir, free_port(), root / "migrate.log")
             await spawn_ready(first)
             first.stop()
             url = start_embedded(data_dir)
             start, end = today_span(time.time() - 5)
-            print(f"seeding {args.events:,} events", flush=True)
-            await seed(url, args.events, start, end)
-        figures = await measure(data_dir, args.seconds, args.rate)
+            print(f"seeding {events:,} events", flush=True)
+            await seed(url, events, start, end)
+        figures = await measure(data_dir, seconds, rate)
     finally:
-        Postgres(root / "data").stop()
+        Postgres(data_dir).stop()
+    figures["events"] = events
+    return figures
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    root = Path(tempfile.mkdtemp(prefix="qp-rep-", dir="/tmp"))
+    try:
+        figures = await seeded_measure(root, args.events, args.seconds, args.rate)
+    finally:
         shutil.rmtree(root, ignore_errors=True)
     for name, value in figures.items():
         print(f"{name}: {value:.1f}" if isinstance(value, float) else f"{name}: {value}")
