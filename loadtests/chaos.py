@@ -379,6 +379,50 @@ def differences(left: Any, right: Any, path: str = "") -> list[tuple[str, Any, A
     return [] if left == right else [(path or ".", left, right)]
 
 
+async def counted_apart(server: Server, stored: dict[tuple[str, str], int]) -> int:
+    """How far the server's live counts are from the stored events, once it has had time to heal: a
+    commit whose answer was lost may have stored events the window never saw, and the service rebuilds
+    its window within about a second of the database answering again (and the replay's time)."""
+    healing_deadline = time.monotonic() + HEAL_WAIT_SECONDS
+    while True:
+        live = await live_counts(server)
+        apart = sum(abs(live.get(key, 0) - stored.get(key, 0)) for key in live)
+        if not apart or time.monotonic() > healing_deadline:
+            break
+        await asyncio.sleep(0.25)
+    if apart:
+        print(f"  {server.url} window counts {live}\n  stored events {stored}")
+    return apart
+
+
+def verdict(
+    mode: str,
+    elapsed: float,
+    tally: Tally,
+    ours: set[str],
+    lost: int,
+    stored_double: int,
+    mismatched: list[str],
+) -> dict[str, Any]:
+    """A run's figures; double-counted sums rows or live counts too many (`stored_double`) and events
+    credited as accepted beyond those stored."""
+    return {
+        "mode": mode,
+        "seconds": round(elapsed, 1),
+        "requests": tally.requests,
+        "retries": tally.retries,
+        "refusals": tally.refusals,
+        "acknowledged": len(tally.acknowledged),
+        "stored": len(ours),
+        "accepted": tally.accepted,
+        "duplicates": tally.duplicates,
+        "unacknowledged": tally.unacknowledged,
+        "lost": lost,
+        "double_counted": stored_double + max(0, tally.accepted - len(ours)),
+        "mismatched_windows": mismatched,
+    }
+
+
 async def live_counts(server: Server) -> dict[tuple[str, str], int]:
     async with httpx.AsyncClient(timeout=15.0) as client:
         kpis = (await client.get(f"{server.url}/v1/kpis", params={"window": "today"})).json()
@@ -424,36 +468,15 @@ async def run_mode(mode: str, data_dir: Path, seconds: float, clients: int, batc
         # A commit whose answer was lost may have stored events the window never saw; the service heals
         # by rebuilding its window within about a second of the database answering again, so the live
         # counts have that long (and the replay's time) to come back to what is stored.
-        healing_deadline = time.monotonic() + HEAL_WAIT_SECONDS
-        while True:
-            live = await live_counts(server)
-            window_double = sum(abs(live.get(key, 0) - stored.get(key, 0)) for key in live)
-            if not window_double or time.monotonic() > healing_deadline:
-                break
-            await asyncio.sleep(0.25)
-        if window_double:
-            print(f"  live window counts {live}\n  stored events      {stored}")
-        double = (stored_rows - len(stored_ids)) + max(0, tally.accepted - len(ours)) + window_double
+        window_double = await counted_apart(server, stored)
 
         fresh = Server(data_dir, free_port(), data_dir / f"fresh-{mode}.log")
         fresh.start()
         await fresh.wait_ready()
         mismatched = await window_mismatches(server, fresh)
-        return {
-            "mode": mode,
-            "seconds": round(elapsed, 1),
-            "requests": tally.requests,
-            "retries": tally.retries,
-            "refusals": tally.refusals,
-            "acknowledged": len(tally.acknowledged),
-            "stored": len(ours),
-            "accepted": tally.accepted,
-            "duplicates": tally.duplicates,
-            "unacknowledged": tally.unacknowledged,
-            "lost": lost,
-            "double_counted": double,
-            "mismatched_windows": mismatched,
-        }
+        return verdict(
+            mode, elapsed, tally, ours, lost, stored_rows - len(stored_ids) + window_double, mismatched
+        )
     finally:
         server.stop()
         if fresh is not None:
@@ -605,19 +628,7 @@ async def run_replicas(data_dir: Path, seconds: float, clients: int, batch: int)
         stored_ids, stored_rows, stored = await stored_counts(postgres.dsn())
         ours = {event_id for event_id in stored_ids if event_id.startswith(run)}
         lost = len(tally.acknowledged - stored_ids)
-        window_double = 0
-        for server in servers:
-            healing_deadline = time.monotonic() + HEAL_WAIT_SECONDS
-            while True:
-                live = await live_counts(server)
-                off = sum(abs(live.get(key, 0) - stored.get(key, 0)) for key in live)
-                if not off or time.monotonic() > healing_deadline:
-                    break
-                await asyncio.sleep(0.25)
-            if off:
-                print(f"  {server.url} window counts {live}\n  stored events {stored}")
-            window_double += off
-        double = (stored_rows - len(stored_ids)) + max(0, tally.accepted - len(ours)) + window_double
+        window_double = sum([await counted_apart(server, stored) for server in servers])
 
         fresh = Server(data_dir, free_port(), data_dir / "fresh-replicas.log", database_url=postgres.dsn())
         fresh.start()
@@ -625,22 +636,10 @@ async def run_replicas(data_dir: Path, seconds: float, clients: int, batch: int)
         mismatched = []
         for server in servers:
             mismatched += [f"{server.port}:{window}" for window in await window_mismatches(server, fresh)]
-        return {
-            "mode": "replicas",
-            "seconds": round(elapsed, 1),
-            "requests": tally.requests,
-            "retries": tally.retries,
-            "refusals": tally.refusals,
-            "acknowledged": len(tally.acknowledged),
-            "stored": len(ours),
-            "accepted": tally.accepted,
-            "duplicates": tally.duplicates,
-            "unacknowledged": tally.unacknowledged,
-            "lost": lost,
-            "double_counted": double,
-            "mismatched_windows": mismatched,
-            "lag": lags,
-        }
+        found = verdict(
+            "replicas", elapsed, tally, ours, lost, stored_rows - len(stored_ids) + window_double, mismatched
+        )
+        return found | {"lag": lags}
     finally:
         for server in servers:
             server.stop()
