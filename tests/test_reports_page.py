@@ -173,3 +173,17 @@ def test_report_page_says_when_the_token_is_wrong(settings: Settings, clean_db: 
     finally:
         uv.should_exit = True
         thread.join(timeout=30)
+
+
+def test_with_a_token_in_the_url_the_csv_link_downloads_the_file(server: str, page: Page) -> None:
+    """A link cannot send the bearer token: the page fetches the file with it and hands it over."""
+    page.goto(f"{server}/reports?from={YEAR}-01-01&to={YEAR}-12-31&token=read-token")
+    page.wait_for_selector("body[data-state=ready]")
+    sent: list[str | None] = []
+    page.on("request", lambda r: sent.append(r.headers.get("authorization")) if "csv" in r.url else None)
+    with page.expect_download() as download:
+        page.locator("#csv").click()
+    assert sent == ["Bearer read-token"]
+    assert download.value.suggested_filename == "queuepulse-report.csv"
+    path = download.value.path()
+    assert path.read_text().count("\n") == 1 + 12 * 3

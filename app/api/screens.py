@@ -32,6 +32,8 @@ ASSETS: dict[str, str] = {
     "screens.js": "text/javascript; charset=utf-8",
     "wallboard.js": "text/javascript; charset=utf-8",
     "lobby.js": "text/javascript; charset=utf-8",
+    # The report and staffing pages' CSV download.
+    "download.js": "text/javascript; charset=utf-8",
 }
 LOBBY_CALLS_MAX = 50
 # Fields of each interval the chart and its tooltip use; the rest of the figures would only add bytes.

@@ -190,18 +190,7 @@
     }
   }
 
-  csvLink.addEventListener("click", async (event) => {
-    if (!token) return;
-    // A link cannot send the bearer token: fetch the file and hand it over as a download.
-    event.preventDefault();
-    const response = await fetch(csvLink.href, { headers });
-    const url = URL.createObjectURL(await response.blob());
-    const a = document.createElement("a");
-    a.href = url;
-    a.download = "queuepulse-report.csv";
-    a.click();
-    URL.revokeObjectURL(url);
-  });
+  window.csvDownload(csvLink, token, headers, () => "queuepulse-report.csv");
   document.getElementById("print").addEventListener("click", () => window.print());
   form.addEventListener("submit", (event) => { event.preventDefault(); load(); });
   form.channel.addEventListener("change", () => { queueBox.querySelectorAll("label").forEach((l) => l.remove()); known = []; load(); });
